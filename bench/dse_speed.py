@@ -1,0 +1,79 @@
+"""DSE speed: capture + similarity search + allocation on a zoo model (default ResNet-20, 512 calibration images,
+every applicable method); prints wall times and peak RSS and saves a Markdown row under bench/results/.
+
+Goal (issue 4): <= 120 s wall and <= 2 GB peak RSS on 2 cores. Run: python bench/dse_speed.py [--model resnet20]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from edgecompress import data, zoo  # noqa: E402
+from edgecompress.compress import CompressConfig, _Run  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dse_speed.md"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(model_name: str, images: int, budget: str, methods: str) -> dict:
+    model = zoo.pretrained(model_name)
+    dataset = data.load_fashion_mnist(view=zoo.dataset_for(model_name), train_limit=images, test_limit=1)
+    x = dataset.x_train[:images]
+    rss_before_mb = peak_rss_mb()
+    started = time.perf_counter()
+    run = _Run(model, x, None, CompressConfig(methods=methods, budget=budget), None)
+    selector = run.make_selector()
+    choose_started = time.perf_counter()
+    choices = run.choose(selector)
+    choose_s = time.perf_counter() - choose_started
+    total_s = time.perf_counter() - started
+    build_started = time.perf_counter()
+    run.build(selector, choices)
+    build_s = time.perf_counter() - build_started
+    searched = [t for t in run.tasks.values() if t.searched]
+    return {"model": model_name, "images": images, "methods": methods, "budget": budget, "layers": len(searched),
+            "evaluations": sum(s.evaluations for s in selector.scorers.values()),
+            "capture_s": run.stats["capture_s"], "search_s": run.stats["search_s"], "choose_s": choose_s,
+            "dse_s": total_s, "final_build_s": build_s, "capture_mb": run.stats["capture_bytes"] / 2 ** 20,
+            "rss_before_mb": rss_before_mb, "peak_rss_mb": peak_rss_mb()}
+
+
+def markdown(row: dict) -> str:
+    head = "| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n"
+    cells = [f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    return (f"# DSE speed (bench/dse_speed.py)\n\nMachine: {machine} (shared with other jobs: times are indicative)."
+            f" `dse_s` = capture + search + allocation (the goal's number); `final_build_s` = final decompositions "
+            f"of the chosen layers and the model rebuild; `peak_rss_mb` = whole process incl. TensorFlow "
+            f"(`rss_before_mb` = after import and model/data load).\n\n" + head + "| " + " | ".join(cells) + " |\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--budget", default="params=0.2")
+    parser.add_argument("--methods", default="hybrid")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    row = measure(args.model, args.images, args.budget, args.methods)
+    text = markdown(row)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Latency cost tables for the DSE's `latency=` budget: the measured p50 latency of a candidate block on a target,
+cached per (target, runtime and version, threads, block shape) in a JSON file so each shape is timed once.
+
+    table = CostTable("rpi4")
+    latency_ms = table.latency_ms([Conv2D(16, 1), Conv2D(16, 3, padding="same"), Conv2D(64, 1)], (32, 32, 64))
+    many_ms = table.latency_many([(block_a, shape_a), (block_b, shape_b)])   # one runner call for all misses
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgecompress.bench.settings import BenchSettings
+from edgecompress.errors import TargetError
+from edgecompress.io import atomic_path
+
+CACHE_VERSION = 1
+DEFAULT_CACHE = Path("~/.cache/edgecompress/latency_cache.json")
+COST_SETTINGS = BenchSettings(threads=1, min_runs=20, min_secs=0.2, max_secs=10.0, warmup_runs=2, warmup_secs=0.05,
+                              segments=1, compare=False)
+IGNORED_CONFIG_SUFFIXES = ("_initializer", "_regularizer", "_constraint")  # weights' origin, not their cost
+Block = Any  # a list of Keras layers, a keras.Model, or the path of a .tflite file
+
+
+def block_latency_ms(target: Any, layers: Block, input_shape: Sequence[int] | None = None, *,
+                     cache_path: str | os.PathLike | None = None, settings: BenchSettings | None = None,
+                     precision: str = "fp32") -> float:
+    """p50 latency (ms, batch 1) of `layers` applied to an input of `input_shape` (no batch axis) on `target`."""
+    table = CostTable(target, cache_path=cache_path, settings=settings, precision=precision)
+    return table.latency_ms(layers, input_shape)
+
+
+class CostTable:
+    """Measured block latencies on one target, backed by a JSON cache shared by every target."""
+
+    def __init__(self, target: Any = "host", cache_path: str | os.PathLike | None = None,
+                 settings: BenchSettings | None = None, precision: str = "fp32", allow_emulated: bool = False):
+        from edgecompress.bench import get_target
+
+        self.target = get_target(target)
+        if self.target.emulated and not allow_emulated:
+            raise TargetError(f"target {self.target.name}: its times are emulated, useless as a latency budget; "
+                              f"build the cost table on the device (or pass allow_emulated=True for a dry run)")
+        self.settings = settings or COST_SETTINGS
+        self.precision = precision  # as `edgecompress export --precision`: fp32, fp16, dynamic or int8
+        self.cache_path = Path(os.path.expanduser(cache_path or DEFAULT_CACHE))
+        self._runtime: str | None = None
+
+    @property
+    def runtime(self) -> str:
+        """"name version" of the TFLite runtime on the target, asked once (it is part of every cache key)."""
+        if self._runtime is None:
+            tflite = (self.target.probe().get("runtimes") or {}).get("tflite") or {}
+            self._runtime = f"{tflite.get('name')} {tflite.get('version')}"
+        return self._runtime
+
+    def key(self, block: Block, input_shape: Sequence[int] | None) -> str:
+        return (f"{self.target.name}|{self.runtime}|threads={self.settings.threads}|{self.precision}|"
+                f"{block_key(block, input_shape)}")
+
+    def latency_ms(self, block: Block, input_shape: Sequence[int] | None = None) -> float:
+        return self.latency_many([(block, input_shape)])[0]
+
+    def latency_many(self, blocks: Sequence[tuple[Block, Sequence[int] | None]]) -> list[float]:
+        """Latencies of several blocks; the uncached ones are timed together in one runner call."""
+        keys = [self.key(block, shape) for block, shape in blocks]
+        cache = load_cache(self.cache_path)
+        missing = {key: item for key, item in zip(keys, blocks) if key not in cache}
+        if missing:
+            cache = {**load_cache(self.cache_path), **self._measure(missing)}
+            save_cache(self.cache_path, cache)
+        return [cache[key]["latency_ms"] for key in keys]
+
+    def _measure(self, blocks: dict[str, tuple[Block, Sequence[int] | None]]) -> dict[str, dict]:
+        from edgecompress.bench import run
+
+        with tempfile.TemporaryDirectory(prefix="edgecompress-costs-") as scratch:
+            files = [block_file(block, shape, Path(scratch) / f"block{i}.tflite", self.precision)
+                     for i, (block, shape) in enumerate(blocks.values())]
+            result = run(files, target=self.target, settings=self.settings)
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return {key: {"latency_ms": model["latency_ms"]["p50"], "mean_ms": model["latency_ms"]["mean"],
+                      "runs": model["runs"], "target": self.target.name, "runtime": self.runtime,
+                      "emulated": self.target.emulated, "measured_utc": now}
+                for key, model in zip(blocks, result.models)}
+
+
+def block_key(block: Block, input_shape: Sequence[int] | None) -> str:
+    """A stable hash of what decides a block's cost: layer classes and configs (names and initializers
+    left out) and the input shape; or the bytes of a .tflite file."""
+    if isinstance(block, (str, os.PathLike)):
+        return "file-" + hashlib.sha256(Path(block).read_bytes()).hexdigest()[:24]
+    layers = _layers_of(block)
+    if input_shape is None:
+        raise TargetError("block_latency_ms needs input_shape (without the batch axis) for a block of layers")
+    described = {"input_shape": [int(d) for d in input_shape],
+                 "layers": [{"class": f"{type(layer).__module__}.{type(layer).__name__}",
+                             "config": _cost_config(layer.get_config())} for layer in layers]}
+    text = json.dumps(described, sort_keys=True, default=str)
+    return "keras-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def block_file(block: Block, input_shape: Sequence[int] | None, path: Path, precision: str = "fp32") -> Path:
+    """The block as a .tflite at `path`, lowered and converted exactly as `edgecompress export` does (so fused
+    activations and merged factors are timed as they will ship); a .tflite block is used as it is."""
+    if isinstance(block, (str, os.PathLike)):
+        return Path(block)
+    import keras
+    import numpy as np
+
+    from edgecompress.lower import convert, lower
+
+    inputs = keras.Input(shape=tuple(input_shape))
+    outputs = inputs
+    for layer in _layers_of(block):
+        outputs = type(layer).from_config(layer.get_config())(outputs)  # fresh copies: the caller's stay unbuilt
+    calibration = np.random.default_rng(0).standard_normal((16, *input_shape)).astype(np.float32)
+    lowered, _ = lower(keras.Model(inputs, outputs), "tflite")
+    path.write_bytes(convert(lowered, "tflite", precision, calibration if precision == "int8" else None))
+    return path
+
+
+def _layers_of(block: Block) -> list:
+    if hasattr(block, "layers") and not isinstance(block, (list, tuple)):
+        return [layer for layer in block.layers if type(layer).__name__ != "InputLayer"]
+    return list(block)
+
+
+def _cost_config(config: dict) -> dict:
+    return {key: value for key, value in config.items()
+            if key not in ("name", "trainable") and not key.endswith(IGNORED_CONFIG_SUFFIXES)}
+
+
+def load_cache(path: Path) -> dict[str, dict]:
+    """The cached entries; a missing or unreadable cache is an empty one (it only saves time)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("entries", {}) if data.get("version") == CACHE_VERSION else {}
+
+
+def save_cache(path: Path, entries: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))

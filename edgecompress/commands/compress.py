@@ -1,0 +1,157 @@
+"""`edgecompress compress MODEL --data CALIB.npz -o OUT/`: choose (method, rank) per layer under a budget, replace
+the layers, optionally fine-tune once; writes OUT/model.keras and OUT/plan.json together or not at all."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from edgecompress.errors import DataError
+
+BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points) " \
+              "| latency=F@TARGET"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compress", help="factorize layers under a budget (similarity DSE or a baseline), optionally fine-tune",
+        description="Choose a factorization method and rank per layer by feature-map similarity on calibration "
+                    "data (or a baseline), meet a global budget, replace the layers, and optionally fine-tune "
+                    "the whole model once. Writes OUT/model.keras and OUT/plan.json.")
+    parser.add_argument("model", help="a .keras/.h5 file, or zoo:NAME for a built-in model")
+    parser.add_argument("--data", required=True, help="calibration .npz with x (and y for accuracy-drop)")
+    parser.add_argument("-o", "--out", required=True, help="output directory (created if missing)")
+    parser.add_argument("--methods", default="hybrid", help="hybrid (choose per layer among all) or a comma-"
+                                                             "separated list: tucker,cp,tt,svd,qr,ttm")
+    parser.add_argument("--select", default="similarity", choices=("similarity", "vbmf", "energy", "uniform"),
+                        help="rank selection: similarity (ours) or a baseline")
+    parser.add_argument("--budget", help=BUDGET_HELP + "; default: keep each layer's similarity >= --threshold")
+    parser.add_argument("--finetune-data", help="training .npz (x, and y unless --distill) for one-shot fine-tuning")
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2)")
+    parser.add_argument("--distill", action="store_true", help="fine-tune on the original model's outputs "
+                        "(no labels needed; uses --data when no --finetune-data is given)")
+    _add_tuning_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_tuning_arguments(parser) -> None:
+    group = parser.add_argument_group("tuning")
+    group.add_argument("--metric", help="similarity metric: nmse, cosine or cka (default: the measured best)")
+    group.add_argument("--rule", default="allocate", choices=("allocate", "threshold"),
+                       help="meet the budget by greedy allocation on the fronts or one similarity threshold")
+    group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
+    group.add_argument("--layer", action="append", default=[], metavar="NAME=SPEC",
+                       help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
+    group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
+    group.add_argument("--learning-rate", type=float, default=5e-4, help="fine-tuning peak learning rate")
+    group.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def _overrides(specs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise DataError(f"--layer {spec!r}: expected NAME=SPEC, e.g. conv1=skip, re:conv.*=tucker,cp or "
+                            f"dense=svd:0.25")
+        overrides[name] = value
+    return overrides
+
+
+def build_config(args):
+    from edgecompress.compress import CompressConfig
+    from edgecompress.finetune import FinetuneConfig
+    from edgecompress.select.budgets import parse_budget
+    from edgecompress.select.similarity import DEFAULT_METRIC
+
+    if args.epochs is not None and not (args.finetune_data or args.distill):
+        raise DataError("--epochs needs --finetune-data TRAIN.npz (or --distill to fine-tune on --data)")
+    if args.epochs is not None and args.epochs < 1:
+        raise DataError(f"--epochs must be >= 1, got {args.epochs}")
+    finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill, learning_rate=args.learning_rate,
+                              batch_size=args.batch_size, seed=args.seed)
+    return CompressConfig(methods=args.methods, select=args.select, budget=parse_budget(args.budget),
+                          metric=args.metric or DEFAULT_METRIC, rule=args.rule, threshold=args.threshold,
+                          layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
+                          finetune=finetune, calibration_name=str(args.data), seed=args.seed)
+
+
+def _load_inputs(args, config):
+    from edgecompress.io import load_model, load_npz
+
+    model = load_model(args.model)
+    calibration = load_npz(args.data)
+    finetune_data = None
+    if args.finetune_data:
+        finetune_data = load_npz(args.finetune_data, need_labels=not args.distill)
+    elif args.distill:
+        finetune_data = calibration
+    return model, calibration, finetune_data
+
+
+@contextlib.contextmanager
+def _progress_bars():
+    """A callback `(stage, done, total)` drawing one rich progress bar per stage on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars:
+        yield report
+
+
+@contextlib.contextmanager
+def _output_dir(path: Path):
+    """Create the output directory if needed; remove it again if this run created it and leaves it empty."""
+    created = not path.exists()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"-o {path}: exists and is not a directory; give a directory for model.keras and plan.json")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        if created and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def write_outputs(out_dir: Path, compressed) -> None:
+    """model.keras and plan.json, each through a temporary file renamed into place only when both are written."""
+    from edgecompress.io import atomic_path
+
+    with atomic_path(out_dir / "model.keras") as model_tmp, atomic_path(out_dir / "plan.json") as plan_tmp:
+        compressed.model.save(model_tmp)
+        plan_tmp.write_text(compressed.plan.dumps() + "\n")
+
+
+def _summary(compressed, out_dir: Path) -> str:
+    plan, stats = compressed.plan, compressed.stats
+    totals = plan.totals()
+    flops_cut = 1 - totals["flops_after"] / totals["flops_before"] if totals["flops_before"] else 0.0
+    replaced = sum(1 for layer in plan.layers if layer.method)
+    return (f"{out_dir}: {replaced}/{len(plan.layers)} layers factorized; conv params cut {100 * plan.cut('conv'):.1f}%, "
+            f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "
+            f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s"
+            + (f", fine-tuning {stats['finetune_s']:.1f}s" if "finetune_s" in stats else ""))
+
+
+def run(args) -> int:
+    from edgecompress.compress import compress
+    from edgecompress.io import terminate_as_interrupt
+
+    config = build_config(args)
+    with terminate_as_interrupt():
+        model, calibration, finetune_data = _load_inputs(args, config)
+        with _output_dir(Path(args.out)) as out_dir:
+            with _progress_bars() as progress:
+                compressed = compress(model, calibration, config, finetune_data=finetune_data, progress=progress)
+            write_outputs(out_dir, compressed)
+    print(_summary(compressed, out_dir))
+    return 0

@@ -1,0 +1,71 @@
+"""`edgecompress export MODEL --to tflite|onnx [--precision ...] [--data CALIB.npz] -o FILE`: lower, convert, audit.
+
+Writes FILE and FILE.audit.json (both or neither) and prints the audit as a table.
+"""
+from __future__ import annotations
+
+from itertools import groupby
+
+
+def register(subparsers) -> None:
+    from edgecompress.lower import FORMATS, PARITY_SAMPLES, PRECISIONS
+
+    parser = subparsers.add_parser(
+        "export", help="lower a Keras model to .tflite or .onnx and audit ops and runtime parity",
+        description="Run the lowering passes (fold BatchNorm, fuse activations, merge factors, 2-D layouts), "
+                    "convert with builtin ops only, and audit the result on the real runtime: ops per original "
+                    "layer, builtin-only, Transpose/Reshape counts, size, max |diff| vs Keras, top-1 agreement.")
+    parser.add_argument("model", help="a .keras/.h5 model file")
+    parser.add_argument("--to", choices=FORMATS, help="output format (default: from the -o suffix)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32; fp16 weights; dynamic-range int8 weights; int8 = full integer (needs --data)")
+    parser.add_argument("--data", metavar="CALIB.npz",
+                        help="inputs x (and labels y): int8 calibration and parity/top-1 data (default: random)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the .tflite/.onnx file to write")
+    parser.add_argument("--samples", type=int, default=PARITY_SAMPLES,
+                        help=f"samples of --data to check parity on (default {PARITY_SAMPLES})")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgecompress.lower import export
+
+    artifact = export(args.model, args.output, to=args.to, precision=args.precision, data=args.data,
+                      parity_samples=args.samples)
+    print_audit(artifact.audit, str(artifact.path), str(artifact.audit_path))
+    return 0
+
+
+def compact_ops(ops: list[str]) -> str:
+    """['RESHAPE', 'CONV_2D', 'CONV_2D'] -> 'RESHAPE, CONV_2D x2' (order kept)."""
+    return ", ".join(f"{op} x{count}" if (count := len(list(run))) > 1 else op for op, run in groupby(ops))
+
+
+def print_audit(audit: dict, path: str, audit_path: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{path}: {audit['format']} {audit['precision']}, ops per original layer")
+    for column in ("layer", "ops (execution order)", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for row in audit["layers"]:
+        table.add_row(row["layer"], compact_ops(row["ops"]), str(len(row["ops"])))
+    table.add_section()
+    table.add_row("total", "", str(audit["op_total"]))
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    console.print(summary_line(audit))
+    for record in (r for r in audit["passes"] if r["changed"]):
+        console.print(f"  pass {record['pass']}: {record['reason']} ({', '.join(record['where'])})")
+    console.print(f"wrote {path} and {audit_path}")
+
+
+def summary_line(audit: dict) -> str:
+    parity = audit["parity"]
+    agreement = "" if parity["top1_agreement"] is None else f", top-1 agreement {parity['top1_agreement']:.2%}"
+    builtin = "builtin-only" if audit["builtin_only"] else f"NOT builtin-only: {', '.join(audit['non_builtin_ops'])}"
+    runtime = audit["runtime"]
+    return (f"{audit['size_bytes']:,} bytes, {audit['params_lowered']:,} params, {builtin}, "
+            f"{audit['transpose_count']} transpose / {audit['reshape_count']} reshape ops; "
+            f"on {runtime['name']} {runtime['version']} over {parity['samples']} {parity['data']} samples: "
+            f"max |diff| {parity['max_abs_diff']:.3g} ({parity['relative_diff']:.2g} of max |y|){agreement}")

@@ -1,0 +1,302 @@
+"""The compression API: `compress(model, calibration, config) -> Compressed(model, plan)`.
+
+Folds BatchNorm, captures calibration samples, selects a (method, rank) per layer (our similarity search or
+a baseline) under the budget, replaces the chosen layers, and optionally fine-tunes the whole model once.
+The model is not changed; the returned one shares no weights with it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+
+from edgecompress.errors import BudgetError
+from edgecompress.factorize import available, get
+from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy
+from edgecompress.graph.batchnorm import fold_batchnorm
+from edgecompress.graph.layers import describe
+from edgecompress.graph.rebuild import rebuild
+from edgecompress.select import budgets
+from edgecompress.select.allocate import DEFAULT_LOSS
+from edgecompress.select.baselines import DEFAULT_KNOBS
+from edgecompress.select.capture import (DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, Progress, capture,
+                                         check_calibration)
+from edgecompress.select.factorcache import CP_SEARCH_ITERATIONS
+from edgecompress.select.overrides import resolve_overrides
+from edgecompress.select.plan import LayerPlan, Plan
+from edgecompress.select.search import DEFAULT_LEVELS, Point
+from edgecompress.select.selectors import BaselineSelector, SimilaritySelector, check_select, make_scorers
+from edgecompress.select.similarity import DEFAULT_METRIC, get_metric
+from edgecompress.select.tasks import LayerTask, make_tasks
+
+ACCURACY_SEARCH_STEPS = 7
+
+
+@dataclass
+class CompressConfig:
+    """Everything `compress` can be told; `layers` overrides it per layer (see select/overrides.py)."""
+
+    methods: str | Sequence[str] = "hybrid"   # "hybrid" = all registered methods, or e.g. "tucker,svd"
+    select: str = "similarity"                # or a baseline: "vbmf", "energy", "uniform"
+    budget: str | budgets.Budget | None = None  # e.g. "params=0.15"; None: `threshold` (ours) / `knob` (baselines)
+    metric: str = DEFAULT_METRIC
+    rule: str = "allocate"                    # "allocate" (greedy on the fronts) or "threshold" (one for all)
+    loss: str = DEFAULT_LOSS                  # what the allocation minimises: "log" (sum -log s) or "linear"
+    threshold: float = 0.95                   # per-layer similarity kept when there is no budget
+    knob: float | None = None                 # a baseline's knob when there is no budget (None: its default)
+    layers: Mapping[str, Any] = field(default_factory=dict)
+    memory_cap_bytes: int = DEFAULT_MEMORY_CAP_BYTES
+    samples_per_layer: int = DEFAULT_SAMPLES_PER_LAYER
+    levels: Sequence[float] = DEFAULT_LEVELS
+    cp_search_iterations: int = CP_SEARCH_ITERATIONS
+    finetune: FinetuneConfig | None = None
+    calibration_name: str = "calibration data"
+    seed: int = 0
+    version: int = 1
+
+
+@dataclass
+class Compressed:
+    model: keras.Model
+    plan: Plan
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_methods(methods: str | Sequence[str]) -> list[str]:
+    names = methods.split(",") if isinstance(methods, str) else list(methods)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["hybrid"]:
+        return available()
+    for name in names:
+        get(name)  # raises UnsupportedLayerError listing the available methods
+    if not names:
+        raise BudgetError("no methods given; use hybrid or a comma-separated list like tucker,svd")
+    return names
+
+
+def as_calibration(calibration) -> tuple[np.ndarray, np.ndarray | None]:
+    """An array of inputs, an (x, y) pair, or a mapping with 'x' (and 'y')."""
+    if isinstance(calibration, Mapping):
+        return np.asarray(calibration["x"]), calibration.get("y")
+    if isinstance(calibration, (tuple, list)) and len(calibration) == 2:
+        return np.asarray(calibration[0]), (None if calibration[1] is None else np.asarray(calibration[1]))
+    return np.asarray(calibration), None
+
+
+def _task_cost(task: LayerTask, kind: str) -> int:
+    if task.fixed:
+        method, rank = task.fixed
+        return getattr(get(method).cost(task.info, rank), kind)
+    return getattr(task.info, kind)
+
+
+def _fixed_cost(tasks: Mapping[str, LayerTask], kind: str) -> int:
+    return sum(_task_cost(task, kind) for task in tasks.values() if not task.searched)
+
+
+def _analytic_cheapest(tasks: Mapping[str, LayerTask], kind: str) -> int:
+    """The cheapest total any selection could reach: every searched layer at its cheapest offered rank."""
+    total = _fixed_cost(tasks, kind)
+    for task in tasks.values():
+        if task.searched:
+            total += min(getattr(get(m).cost(task.info, r), kind) for m in task.methods for r in get(m).ranks(task.info))
+    return total
+
+
+def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> None:
+    check_select(config.select)
+    get_metric(config.metric)
+    if budget and budget.kind == "latency":
+        budgets.require_cost_table(budget)
+        raise BudgetError(f"budget {budget.text!r}: latency budgets are not wired to the cost tables yet; "
+                          f"use params= or flops=")
+    if budget and budget.kind == "accuracy-drop" and y is None:
+        raise BudgetError(f"budget {budget.text!r} needs labelled calibration data to measure accuracy; add "
+                          f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
+
+
+def _check_reachable(budget, tasks, cheapest: int, methods: Sequence[str]) -> None:
+    if budget and budget.kind in budgets.FRACTION_KINDS:
+        original = sum(getattr(task.info, budget.kind) for task in tasks.values())
+        if cheapest > budgets.cost_limit(budget, original):
+            raise budgets.unreachable(budget, cheapest, original, ",".join(methods))
+
+
+
+class _Run:
+    """One compression run: the folded model, its tasks, the selector, and models built from choices."""
+
+    def __init__(self, model: keras.Model, x, y, config: CompressConfig, progress: Progress | None):
+        self.original, self.x, self.y, self.config, self.progress = model, x, y, config, progress
+        self.budget = budgets.parse_budget(config.budget)
+        self.methods = parse_methods(config.methods)
+        _check_inputs(self.budget, y, config)
+        self.folded, _ = fold_batchnorm(model)
+        infos = [info for info in describe(self.folded) if info.kind is not None]
+        overrides = resolve_overrides([i.name for i in infos if i.is_candidate], config.layers)
+        self.tasks = make_tasks(infos, self.methods, overrides)
+        self.stats: dict[str, Any] = {}
+
+    def total(self, kind: str) -> int:
+        return sum(getattr(task.info, kind) for task in self.tasks.values())
+
+    def fraction_kind(self) -> str | None:
+        return self.budget.kind if self.budget and self.budget.kind in budgets.FRACTION_KINDS else None
+
+    def make_selector(self):
+        """Fail fast on an unreachable budget, then capture, then search (ours) or score (baselines)."""
+        config, kind = self.config, self.fraction_kind()
+        baseline = None
+        if config.select != "similarity":
+            baseline = BaselineSelector(self.folded, self.tasks, config.select, config.methods == "hybrid")
+        if kind:
+            cheapest = (baseline.cheapest(kind) + _fixed_cost(self.tasks, kind)) if baseline \
+                else _analytic_cheapest(self.tasks, kind)
+            _check_reachable(self.budget, self.tasks, cheapest, self.methods)
+        started = time.perf_counter()
+        scored = [task.info for task in self.tasks.values() if task.reason is None]
+        samples = capture(self.folded, self.x, scored, config.memory_cap_bytes, config.samples_per_layer,
+                          config.seed, self.progress)
+        self.stats.update(capture_s=time.perf_counter() - started, capture_bytes=samples.nbytes)
+        started = time.perf_counter()
+        metric = get_metric(config.metric)
+        if baseline is None:
+            selector = SimilaritySelector(self.folded, self.tasks, samples, metric, config.levels,
+                                          config.cp_search_iterations, config.rule, self.progress, config.loss)
+        else:
+            selector = baseline
+            selector.scorers = make_scorers(self.folded, self.tasks, samples, metric, config.cp_search_iterations)
+        self.stats["search_s"] = time.perf_counter() - started
+        return selector
+
+    def choose(self, selector) -> dict[str, Point]:
+        kind, config = self.fraction_kind(), self.config
+        if kind:
+            limit = budgets.cost_limit(self.budget, self.total(kind))
+            chosen = selector.choose(kind, limit, _fixed_cost(self.tasks, kind))
+        elif self.budget is not None:  # accuracy-drop (latency was refused in _check_inputs)
+            chosen = self._accuracy_search(selector)
+        elif config.select == "similarity":
+            chosen = selector.default(config.threshold)
+        else:
+            chosen = selector.default(config.knob if config.knob is not None else DEFAULT_KNOBS[config.select])
+        for name, task in self.tasks.items():
+            if task.fixed:
+                cost = get(task.fixed[0]).cost(task.info, task.fixed[1])
+                chosen[name] = Point(task.fixed[0], task.fixed[1], cost.params, cost.flops, math.nan)
+        return {name: point for name, point in chosen.items() if point.method is not None}
+
+    def _accuracy_search(self, selector) -> dict[str, Point]:
+        """Bisect the params fraction: the smallest whose compressed model (search factors, not fine-tuned)
+        loses at most the budget's top-1 points on the labelled calibration data."""
+        accuracy_before = top1_accuracy(self.folded, self.x, self.y)
+        total, fixed = self.total("params"), _fixed_cost(self.tasks, "params")
+        cheapest = selector.cheapest("params") + fixed
+        low, high = cheapest / total, 1.0
+        best = selector.choose("params", total, fixed)
+        best_accuracy = top1_accuracy(self.build(selector, best, final=False)[0], self.x, self.y)
+        for _ in range(ACCURACY_SEARCH_STEPS):
+            middle = (low + high) / 2
+            choices = selector.choose("params", int(middle * total), fixed)
+            accuracy = top1_accuracy(self.build(selector, choices, final=False)[0], self.x, self.y)
+            if accuracy_before - accuracy <= self.budget.value:
+                high, best, best_accuracy = middle, choices, accuracy
+            else:
+                low = middle
+        self.stats.update(accuracy_before=accuracy_before, accuracy_compressed=best_accuracy, params_fraction=high)
+        return best
+
+    def build(self, selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
+        """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
+        decomposition reached, similarity)} (TT-SVD may reach a lower rank than asked)."""
+        substitutes, finals = {}, {}
+        for name, point in choices.items():
+            scorer = selector.scorers[name]
+            if final:
+                factors, similarity = scorer.final(point.method, point.rank)
+                finals[name] = (tuple(factors.rank), similarity)
+            else:
+                factors = scorer.cache.search(point.method, point.rank)
+            substitutes[name] = get(point.method).build(self.tasks[name].info, factors)
+        return rebuild(self.folded, substitutes), finals
+
+    def plan(self, selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
+             compressed: keras.Model) -> Plan:
+        layers = []
+        for name, task in self.tasks.items():
+            info, point = task.info, choices.get(name)
+            if point is not None:
+                rank, similarity = finals[name]
+                cost = get(point.method).cost(info, rank)
+                layers.append(LayerPlan(name, info.kind, point.method, rank, similarity,
+                                        info.params, cost.params, info.flops, cost.flops))
+            else:
+                reason = task.reason or getattr(selector, "reasons", {}).get(name) or self._kept_reason()
+                layers.append(LayerPlan(name, info.kind, None, None, 1.0, info.params, info.params, info.flops,
+                                        info.flops, reason))
+        flops_before = sum(info.flops for info in describe(self.folded))
+        flops_after = sum(info.flops for info in describe(compressed))
+        return Plan(self._budget_json(layers), layers, flops_before, flops_after)
+
+    def _kept_reason(self) -> str:
+        if self.budget is None and self.config.select == "similarity":
+            return f"kept: no cheaper block reaches similarity {self.config.threshold:g} ({self.config.metric})"
+        return "kept: the budget was met without compressing it"
+
+    def _budget_json(self, layers: Sequence[LayerPlan]) -> dict:
+        config = self.config
+        data = self.budget.to_json() if self.budget else {"text": None, "kind": None, "value": None, "target": None}
+        achieved = {kind: round(sum(getattr(layer, f"{kind}_after") for layer in layers) /
+                                max(1, sum(getattr(layer, f"{kind}_before") for layer in layers)), 6)
+                    for kind in budgets.FRACTION_KINDS}
+        data.update(select=config.select, methods=self.methods, metric=config.metric, achieved=achieved)
+        data["rule"] = config.rule if config.select == "similarity" else None
+        data["loss"] = config.loss if config.select == "similarity" and config.rule == "allocate" else None
+        if self.budget is None:
+            data["threshold" if config.select == "similarity" else "knob"] = (
+                config.threshold if config.select == "similarity" else
+                (config.knob if config.knob is not None else DEFAULT_KNOBS[config.select]))
+        for key in ("accuracy_before", "accuracy_compressed", "params_fraction"):
+            if key in self.stats:
+                data[key] = round(float(self.stats[key]), 6)
+        return data
+
+
+def compress(model: keras.Model, calibration, config: CompressConfig | None = None, *,
+             finetune_data=None, progress: Progress | None = None) -> Compressed:
+    """Compress `model` under `config`, choosing ranks on `calibration` (inputs, or (inputs, labels)).
+
+    `finetune_data` (inputs, labels-or-None) fine-tunes the whole compressed model once afterwards; with
+    config.finetune.distill the original model's outputs are the targets, so labels may be None.
+
+    Raises:
+        DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget.
+    """
+    config = config or CompressConfig()
+    x, y = as_calibration(calibration)
+    check_calibration(model, x, config.calibration_name)
+    run = _Run(model, x, y, config, progress)
+    selector = run.make_selector()
+    started = time.perf_counter()
+    choices = run.choose(selector)
+    compressed, finals = run.build(selector, choices)
+    run.stats.update(choose_s=time.perf_counter() - started, evaluations=selector_evaluations(selector))
+    plan = run.plan(selector, choices, finals, compressed)
+    if finetune_data is not None:
+        started = time.perf_counter()
+        fx, fy = as_calibration(finetune_data)
+        check_calibration(model, fx, "fine-tuning data")
+        result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
+        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run)
+    return Compressed(compressed, plan, run.stats)
+
+
+def selector_evaluations(selector) -> int:
+    return sum(scorer.evaluations for scorer in getattr(selector, "scorers", {}).values())
+
+
+__all__ = ["CompressConfig", "Compressed", "FinetuneConfig", "compress", "parse_methods"]

@@ -1,0 +1,141 @@
+"""The interface every factorization method implements, the registry that finds them, and the Factors format.
+
+A method is one file: `decompose()` returns plain numpy factors, `build()` turns them into Keras layers,
+`cost()` answers analytically from the layer's shapes and the rank, touching no weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgecompress.errors import UnsupportedLayerError
+from edgecompress.factorize.ranks import Rank, resolve_rank
+from edgecompress.graph.layers import LayerInfo
+
+# Rank fractions tried when listing candidate ranks; the DSE bisects over this grid.
+RANK_FRACTIONS = tuple(np.round(np.linspace(0.02, 1.0, 50), 4))
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Params (weights incl. bias) and FLOPs (2 x MACs, bias and activation excluded) of one call."""
+
+    params: int
+    flops: int
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.params + other.params, self.flops + other.flops)
+
+    def cheaper_than(self, other: "Cost") -> bool:
+        return self.params < other.params and self.flops <= other.flops
+
+
+@dataclass
+class Factors:
+    """Plain factors of one layer: named numpy arrays, the resolved rank, and the bias (or None)."""
+
+    method: str
+    rank: tuple[int, ...]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    bias: np.ndarray | None = None
+
+
+class Method:
+    """Base of the six methods. Subclasses set `name`, `kinds` and implement the five hooks below."""
+
+    name: str = ""
+    kinds: frozenset[str] = frozenset()
+
+    # --- hooks ---------------------------------------------------------------------------------
+    def full_rank(self, layer: LayerInfo) -> tuple[int, ...]:
+        """The largest rank per mode; at it the block reconstructs the layer exactly."""
+        raise NotImplementedError
+
+    def cost(self, layer: LayerInfo, rank: Rank) -> Cost:
+        raise NotImplementedError
+
+    def decompose(self, layer: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, rank: Rank) -> Factors:
+        raise NotImplementedError
+
+    def build(self, layer: LayerInfo, factors: Factors) -> list:
+        """Keras layers, built and holding the factors, to be called one after another."""
+        raise NotImplementedError
+
+    def shape_problem(self, layer: LayerInfo) -> str | None:
+        """Method-specific reason the layer does not fit (e.g. not pointwise); None when it does."""
+        return None
+
+    # --- shared behaviour ----------------------------------------------------------------------
+    def resolve(self, layer: LayerInfo, rank: Rank) -> tuple[int, ...]:
+        return resolve_rank(rank, self.full_rank(layer), layer.name, self.name)
+
+    def original_cost(self, layer: LayerInfo) -> Cost:
+        return Cost(layer.params, layer.flops)
+
+    def why_not(self, layer: LayerInfo) -> str | None:
+        """None when the method can be offered for this layer, else the reason."""
+        if layer.reason:
+            return layer.reason
+        if layer.kind not in self.kinds:
+            return f"{self.name} applies to {', '.join(sorted(self.kinds))} layers, not {layer.kind}"
+        problem = self.shape_problem(layer)
+        if problem:
+            return problem
+        smallest = self.cost(layer, 1)
+        if not smallest.cheaper_than(self.original_cost(layer)):
+            return (f"{self.name} block is not cheaper than the layer even at rank 1 "
+                    f"({smallest.params} vs {layer.params} params)")
+        return None
+
+    def rank_problem(self, layer: LayerInfo, rank: Rank) -> str | None:
+        """None when `rank` gives a block cheaper than the layer, else why it is not offered."""
+        block = self.cost(layer, rank)
+        if block.cheaper_than(self.original_cost(layer)):
+            return None
+        return (f"{self.name} at rank {self.resolve(layer, rank)} costs {block.params} params / "
+                f"{block.flops} FLOPs, not below the layer's {layer.params} / {layer.flops}")
+
+    def ranks(self, layer: LayerInfo) -> list[tuple[int, ...]]:
+        """Candidate ranks whose block is cheaper than the layer, cheapest first."""
+        seen: dict[tuple[int, ...], Cost] = {}
+        for fraction in RANK_FRACTIONS:
+            rank = self.resolve(layer, float(fraction))
+            if rank not in seen and self.rank_problem(layer, rank) is None:
+                seen[rank] = self.cost(layer, rank)
+        return sorted(seen, key=lambda r: (seen[r].params, seen[r].flops))
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: `@register("tucker")` makes the method available under that name."""
+
+    def decorate(cls: type) -> type:
+        cls.name = name
+        _REGISTRY[name] = cls()
+        return cls
+
+    return decorate
+
+
+def registry() -> dict[str, Method]:
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Method:
+    if name not in _REGISTRY:
+        raise UnsupportedLayerError(
+            f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
+
+
+def check_finite(layer: LayerInfo, arrays: Sequence[np.ndarray | None]) -> None:
+    for array in arrays:
+        if array is not None and not np.all(np.isfinite(array)):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} has NaN or Inf weights; retrain or repair the model before compressing"
+            )

@@ -1,0 +1,98 @@
+"""CP (CANDECOMP/PARAFAC) of a conv kernel: 1x1 (Cin->R), one depthwise conv per spatial axis, 1x1 (R->Cout).
+
+Conv3D has no depthwise builtin, so its per-axis depthwise convs run in one layer of ours that reshapes
+to 2-D and uses DEPTHWISE_CONV_2D (see layers.AxisDepthwise3D).
+"""
+from __future__ import annotations
+
+import math
+
+import warnings
+
+import numpy as np
+from tensorly.decomposition import parafac
+
+from edgecompress.factorize import blocks
+from edgecompress.factorize.base import Cost, Factors, Method, register
+from edgecompress.factorize.layers import AxisDepthwise3D
+
+CP_MAX_ITERATIONS = 25  # bounded ALS: the DSE decomposes many (layer, rank) pairs
+
+
+def exact_cp(tensor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A rank-(size / largest mode) CP that equals the tensor exactly: one term per index of the other modes."""
+    largest = int(np.argmax(tensor.shape))
+    others = [m for m in range(tensor.ndim) if m != largest]
+    rank = math.prod(tensor.shape[m] for m in others)
+    moved = np.moveaxis(tensor, largest, -1).reshape(rank, tensor.shape[largest])
+    indices = np.unravel_index(np.arange(rank), [tensor.shape[m] for m in others])
+    factors: list[np.ndarray] = [None] * tensor.ndim
+    for mode, index in zip(others, indices):
+        factors[mode] = np.eye(tensor.shape[mode])[index].T
+    factors[largest] = moved.T
+    return np.ones(rank), factors
+
+
+@register("cp")
+class CP(Method):
+    kinds = frozenset({"conv1d", "conv2d", "conv3d"})
+
+    def full_rank(self, layer):
+        modes = tuple(layer.kernel_shape)
+        return (math.prod(modes) // max(modes),)
+
+    def shape_problem(self, layer):
+        if layer.kind == "conv3d" and any(d is None for d in layer.input_shape[:-1]):
+            return "CP on Conv3D needs static spatial dims (it reshapes to 2-D); give the model a fixed input shape"
+        return None
+
+    def cost(self, layer, rank) -> Cost:
+        (rank_value,) = self.resolve(layer, rank)
+        chain = blocks.CostChain(layer)
+        chain.pointwise(layer, layer.in_channels, rank_value)
+        for axis, k in enumerate(layer.kernel_size):
+            chain.conv(blocks.axis_only(layer.kernel_size, axis), rank_value, rank_value,
+                       blocks.axis_only(layer.strides, axis), blocks.axis_only(layer.dilation, axis),
+                       layer.padding, depthwise=True)
+        chain.pointwise(layer, rank_value, layer.out_channels, bias=layer.use_bias)
+        return chain.cost()
+
+    def decompose(self, layer, kernel, bias, rank) -> Factors:
+        (rank_value,) = self.resolve(layer, rank)
+        if rank_value == self.full_rank(layer)[0]:
+            weights, factors = exact_cp(kernel.astype(np.float64))
+        else:
+            with warnings.catch_warnings():  # SVD init warns when the rank exceeds a mode's size
+                warnings.simplefilter("ignore", UserWarning)
+                weights, factors = parafac(kernel.astype(np.float64), rank=rank_value, init="svd",
+                                           n_iter_max=CP_MAX_ITERATIONS, tol=1e-7, random_state=0)
+        *spatial, f_in, f_out = factors
+        arrays = {"in": f_in, "out": f_out * weights, **{f"axis{i}": f for i, f in enumerate(spatial)}}
+        return Factors(self.name, (rank_value,), arrays, bias)
+
+    def build(self, layer, factors):
+        (rank_value,) = factors.rank
+        arrays = factors.arrays
+        name = lambda i: blocks.block_name(layer, self.name, i)  # noqa: E731
+        axis_kernels = [arrays[f"axis{i}"] for i in range(len(layer.kernel_size))]
+        parts = [(blocks.pointwise(layer, name(0), rank_value), [blocks.pointwise_kernel(layer, arrays["in"])])]
+        parts += self._depthwise_parts(layer, axis_kernels, name)
+        last = blocks.pointwise(layer, name(len(parts)), layer.out_channels, **blocks.last_factor_args(layer))
+        parts.append((last, blocks.with_bias([blocks.pointwise_kernel(layer, arrays["out"].T)], factors.bias)))
+        return blocks.assemble(parts, layer.input_shape)
+
+    def _depthwise_parts(self, layer, axis_kernels, name):
+        if layer.kind == "conv3d":
+            depthwise = AxisDepthwise3D(layer.kernel_size, layer.strides, layer.dilation, layer.padding, name=name(1))
+            return [(depthwise, list(axis_kernels))]
+        parts = []
+        depthwise_cls = blocks.DEPTHWISE_CLASSES[layer.kind]
+        for axis, axis_kernel in enumerate(axis_kernels):
+            kernel_size = blocks.axis_only(layer.kernel_size, axis)
+            depthwise = depthwise_cls(
+                kernel_size=kernel_size, strides=blocks.axis_only(layer.strides, axis),
+                dilation_rate=blocks.axis_only(layer.dilation, axis), padding=layer.padding,
+                use_bias=False, name=name(axis + 1),
+            )
+            parts.append((depthwise, [axis_kernel.reshape(kernel_size + (axis_kernel.shape[1], 1))]))
+        return parts

@@ -1,0 +1,134 @@
+"""One-shot fine-tuning of a whole compressed model: on labels, or distilled from the original model's
+outputs (no labels needed); early stopping on a held-out validation split; cosine or plateau LR schedule."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from edgecompress.errors import DataError
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    schedule: str = "cosine"  # "cosine" (decay to 0 over all steps) or "plateau" (halve when val loss stalls)
+    distill: bool = False
+    distill_loss: str = "kl"  # "kl" on temperature-softened outputs, or "mse" on the outputs
+    temperature: float = 2.0
+    validation_fraction: float = 0.1
+    patience: int = 2
+    seed: int = 0
+
+
+@dataclass
+class FinetuneResult:
+    model: keras.Model
+    history: dict = field(default_factory=dict)
+    epochs_run: int = 0
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """True when the model ends in a softmax (outputs probabilities, not logits)."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or activation is keras.activations.softmax
+
+
+def top1_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent."""
+    predictions = [np.argmax(model.predict_on_batch(_float(x[i:i + batch_size])), axis=-1)
+                   for i in range(0, len(x), batch_size)]
+    return float(100.0 * np.mean(np.concatenate(predictions) == np.asarray(y)))
+
+
+def distill_loss(probabilities: bool, kind: str = "kl", temperature: float = 2.0) -> Callable:
+    """Loss between the teacher's outputs (y_true) and the student's (y_pred)."""
+    if kind == "mse":
+        return keras.losses.MeanSquaredError()
+    if probabilities:  # no logits to soften: KL between the two output distributions
+        return keras.losses.KLDivergence()
+
+    def softened_kl(teacher_logits, student_logits):
+        teacher = ops.softmax(teacher_logits / temperature, axis=-1)
+        log_student = ops.log_softmax(student_logits / temperature, axis=-1)
+        log_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)
+        return temperature ** 2 * ops.sum(teacher * (log_teacher - log_student), axis=-1)
+
+    return softened_kl
+
+
+def _float(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.float32 else x.astype(np.float32)
+
+
+def _targets(model, x, y, config: FinetuneConfig, teacher) -> tuple[np.ndarray, Callable, list]:
+    probabilities = outputs_probabilities(model)
+    if config.distill:
+        if teacher is None:
+            raise DataError("distillation needs the original model as teacher")
+        soft = np.concatenate([teacher.predict_on_batch(_float(x[i:i + 512])) for i in range(0, len(x), 512)])
+        return soft, distill_loss(probabilities, config.distill_loss, config.temperature), []
+    if y is None:
+        raise DataError("fine-tuning data has no labels 'y'; add y=integer labels to the .npz, or use --distill "
+                        "to learn from the original model's outputs instead")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+    return np.asarray(y), loss, ["accuracy"]
+
+
+def _split(x, targets, fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * fraction)) if len(x) >= 10 else 0
+    val, train = order[:n_val], order[n_val:]
+    validation = (_float(x[val]), targets[val]) if n_val else None
+    return _float(x[train]), targets[train], validation
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, progress: Progress, epochs: int):
+        super().__init__()
+        self.report, self.epochs = progress, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.report("finetune", epoch + 1, self.epochs)
+
+
+def _optimizer_and_callbacks(config: FinetuneConfig, steps: int, validation) -> tuple:
+    monitor = "val_loss" if validation is not None else "loss"
+    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True)]
+    if config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps * config.epochs))
+    elif config.schedule == "plateau":
+        learning_rate = config.learning_rate
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=1))
+    else:
+        raise DataError(f"unknown learning-rate schedule {config.schedule!r}; use 'cosine' or 'plateau'")
+    return keras.optimizers.Adam(learning_rate), callbacks
+
+
+def finetune(model: keras.Model, x: np.ndarray, y: np.ndarray | None = None, config: FinetuneConfig | None = None,
+             teacher: keras.Model | None = None, progress: Progress | None = None) -> FinetuneResult:
+    """Train the whole model once (in place) and return it with its history.
+
+    Raises:
+        DataError: no labels and no distillation, or no teacher to distill from.
+    """
+    config = config or FinetuneConfig()
+    targets, loss, metrics = _targets(model, x, y, config, teacher)
+    x_train, y_train, validation = _split(x, targets, config.validation_fraction, config.seed)
+    steps = int(np.ceil(len(x_train) / config.batch_size))
+    optimizer, callbacks = _optimizer_and_callbacks(config, steps, validation)
+    if progress:
+        callbacks.append(_ProgressCallback(progress, config.epochs))
+    keras.utils.set_random_seed(config.seed)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        validation_data=validation, callbacks=callbacks, verbose=0, shuffle=True)
+    return FinetuneResult(model, dict(history.history), len(history.epoch))

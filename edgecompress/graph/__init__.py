@@ -1,0 +1,2 @@
+"""Model graph stage: describe layers, count costs, fold BatchNorm, replace layers by factorized blocks."""
+from edgecompress.graph.layers import LayerInfo, describe  # noqa: F401

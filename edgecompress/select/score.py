@@ -1,0 +1,84 @@
+"""Score a candidate block on a layer's captured samples: Ŷ = activation(patches @ W_block + b) vs Y.
+
+Every block the methods build is linear up to its last activation, so on a receptive-field patch it acts
+as one matrix W_block. We read that matrix off the block the method actually builds (by feeding it the
+identity patches), which works for any registered method and scores exactly the operator deployed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import reduce
+
+import keras
+import numpy as np
+
+from edgecompress.factorize import Factors, get
+from edgecompress.graph.layers import LayerInfo
+from edgecompress.select.capture import LayerSamples
+from edgecompress.select.factorcache import FactorCache
+from edgecompress.select.similarity import Metric
+
+PROBE_BATCH = 2048
+
+
+def patch_info(info: LayerInfo, samples: LayerSamples) -> LayerInfo:
+    """The layer as seen on one receptive-field patch: 'valid' padding, one output position, no activation."""
+    ndim = len(samples.geometry.span)
+    return dataclasses.replace(info, input_shape=samples.geometry.patch_shape, padding="valid",
+                               output_shape=(1,) * ndim + (info.out_channels,), activation="linear")
+
+
+def effective_kernel(method: str, info: LayerInfo, factors: Factors) -> tuple[np.ndarray, np.ndarray]:
+    """(W (patch_size, Cout), b (Cout,)) of the block built from `factors` on `info`'s patch input."""
+    layers = get(method).build(info, factors)
+    patch_size = int(np.prod(info.input_shape))
+    probes = np.concatenate([np.zeros((1, patch_size), np.float32), np.eye(patch_size, dtype=np.float32)])
+    responses = []
+    for start in range(0, len(probes), PROBE_BATCH):
+        batch = probes[start:start + PROBE_BATCH].reshape((-1,) + tuple(info.input_shape))
+        output = reduce(lambda x, layer: layer(x), layers, batch)
+        responses.append(keras.ops.convert_to_numpy(output).reshape(len(batch), -1))
+    response = np.concatenate(responses)
+    return response[1:] - response[0], response[0]
+
+
+def apply_activation(name: str, values: np.ndarray) -> np.ndarray:
+    if name == "linear":
+        return values
+    if name == "relu":
+        return np.maximum(values, 0.0)
+    return keras.ops.convert_to_numpy(keras.activations.get(name)(values))
+
+
+class LayerScorer:
+    """Similarity of (method, rank) candidates for one layer, memoised; decompositions via a FactorCache."""
+
+    def __init__(self, info: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, samples: LayerSamples,
+                 metric: Metric, cache: FactorCache | None = None):
+        self.info = info
+        self.samples = samples
+        self.metric = metric
+        self.cache = cache or FactorCache(info, kernel, bias)
+        self.patch_info = patch_info(info, samples)
+        self._memo: dict[tuple, float] = {}
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._memo)
+
+    def similarity(self, method: str, rank) -> float:
+        """Similarity of the fast (search) decomposition at `rank`."""
+        key = ("search", method, get(method).resolve(self.info, rank))
+        if key not in self._memo:
+            self._memo[key] = self.score_factors(method, self.cache.search(method, rank))
+        return self._memo[key]
+
+    def final(self, method: str, rank) -> tuple[Factors, float]:
+        """The factors for the compressed model, and their similarity."""
+        factors = self.cache.final(method, rank)
+        return factors, self.score_factors(method, factors)
+
+    def score_factors(self, method: str, factors: Factors) -> float:
+        weights, bias = effective_kernel(method, self.patch_info, factors)
+        predicted = apply_activation(self.samples.activation, self.samples.patches @ weights + bias)
+        return float(self.metric(self.samples.outputs, predicted))

@@ -1,0 +1,160 @@
+"""Per layer and method, bisect over the method's candidate ranks on similarity; per layer, keep every point
+measured and the Pareto front of (cost, similarity) across methods: the hybrid choice set.
+
+Similarity is near-monotone in rank and `Method.ranks()` lists ranks cheapest first, so for each target
+level we bisect for the cheapest rank meeting it; the levels share one recursion (a rank scored for one
+level serves all), and the cheapest rank is always scored so the cheapest plan stays reachable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from edgecompress.factorize import get
+from edgecompress.graph.layers import LayerInfo
+from edgecompress.select.capture import Capture, Progress
+from edgecompress.select.factorcache import CP_SEARCH_ITERATIONS, FactorCache
+from edgecompress.select.score import LayerScorer
+from edgecompress.select.similarity import Metric
+
+# Target similarity levels: denser near 1, where the budgets people use end up.
+DEFAULT_LEVELS = (0.5, 0.7, 0.8, 0.88, 0.93, 0.96, 0.98, 0.99, 0.995, 0.998)
+COST_KINDS = ("params", "flops")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One choice for a layer: a (method, rank) block, or the layer kept as it is (method None)."""
+
+    method: str | None
+    rank: tuple[int, ...] | None
+    params: int
+    flops: int
+    similarity: float
+
+    def cost(self, kind: str) -> int:
+        return self.params if kind == "params" else self.flops
+
+
+def cheapest_meeting(count: int, score: Callable[[int], float], levels: Sequence[float]) -> dict[float, int | None]:
+    """For each level, the first index in 0..count-1 whose score >= level (None if none), by bisection.
+
+    Assumes score is non-decreasing in the index; one recursion serves all levels, each index scored once.
+    """
+    answer: dict[float, int | None] = {}
+
+    def solve(low: int, high: int, pending: list[float]) -> None:
+        # Invariant: each pending level's answer is in [low, high]; high == count means "none".
+        if not pending:
+            return
+        if low == high:
+            answer.update({level: (low if low < count else None) for level in pending})
+            return
+        middle = (low + high) // 2
+        value = score(middle)
+        solve(low, middle, [level for level in pending if level <= value])
+        solve(middle + 1, high, [level for level in pending if level > value])
+
+    solve(0, count, sorted(levels))
+    return answer
+
+
+def pareto(points: Sequence[Point], kind: str) -> list[Point]:
+    """Points no other point beats on both cost and similarity, cheapest first (similarity rising)."""
+    front: list[Point] = []
+    for point in sorted(points, key=lambda p: (p.cost(kind), -p.similarity)):
+        if not front or point.similarity > front[-1].similarity:
+            front.append(point)
+    return front
+
+
+@dataclass
+class LayerFront:
+    """Everything measured for one layer; `front(kind)` is its Pareto front, the layer-as-is included."""
+
+    info: LayerInfo
+    points: list[Point]
+    reasons: dict[str, str] = field(default_factory=dict)
+    ranks: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+
+    @property
+    def original(self) -> Point:
+        return Point(None, None, self.info.params, self.info.flops, 1.0)
+
+    def front(self, kind: str) -> list[Point]:
+        return pareto(self.points + [self.original], kind)
+
+
+def search_method(scorer: LayerScorer, method: str, ranks: Sequence[tuple[int, ...]],
+                  levels: Sequence[float]) -> list[Point]:
+    """Scored points of one method on one layer: the cheapest rank and every rank the bisection tried."""
+    scored: dict[int, float] = {}
+
+    def score(index: int) -> float:
+        if index not in scored:
+            scored[index] = scorer.similarity(method, ranks[index])
+        return scored[index]
+
+    score(0)
+    cheapest_meeting(len(ranks), score, levels)
+    chosen = get(method)
+    return [Point(method, ranks[i], *_cost(chosen, scorer.info, ranks[i]), scored[i]) for i in sorted(scored)]
+
+
+def _cost(method, info: LayerInfo, rank) -> tuple[int, int]:
+    cost = method.cost(info, rank)
+    return cost.params, cost.flops
+
+
+def offered_ranks(info: LayerInfo, methods: Sequence[str]) -> tuple[dict[str, list], dict[str, str]]:
+    """Candidate ranks per applicable method, and the reason for each method left out."""
+    ranks, reasons = {}, {}
+    for name in methods:
+        reason = get(name).why_not(info)
+        candidates = [] if reason else get(name).ranks(info)
+        if reason or not candidates:
+            reasons[name] = reason or f"no {name} rank gives a block cheaper than the layer"
+        else:
+            ranks[name] = candidates
+    return ranks, reasons
+
+
+@dataclass
+class SearchResult:
+    fronts: dict[str, LayerFront]
+    scorers: dict[str, LayerScorer]
+
+    @property
+    def evaluations(self) -> int:
+        return sum(scorer.evaluations for scorer in self.scorers.values())
+
+
+def search(model, capture: Capture, infos: Mapping[str, LayerInfo], methods: Mapping[str, Sequence[str]],
+           metric: Metric, levels: Sequence[float] = DEFAULT_LEVELS, cp_search_iterations: int = CP_SEARCH_ITERATIONS,
+           progress: Progress | None = None) -> SearchResult:
+    """Fronts for every layer in `methods` ({layer name: method names}); `model` is the BN-folded model."""
+    fronts, scorers = {}, {}
+    for done, (name, names) in enumerate(methods.items(), start=1):
+        info, layer = infos[name], model.get_layer(name)
+        kernel = layer.kernel.numpy()
+        bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
+        cache = FactorCache(info, kernel, bias, cp_search_iterations)
+        scorer = scorers[name] = LayerScorer(info, kernel, bias, capture.layers[name], metric, cache)
+        ranks, reasons = offered_ranks(info, names)
+        points = [point for method, candidates in ranks.items()
+                  for point in search_method(scorer, method, candidates, levels)]
+        fronts[name] = LayerFront(info, points, reasons, ranks)
+        if progress:
+            progress("search", done, len(methods))
+    return SearchResult(fronts, scorers)
+
+
+def similarity_at(front: LayerFront, method: str, rank: tuple[int, ...]) -> float | None:
+    for point in front.points:
+        if point.method == method and point.rank == tuple(rank):
+            return point.similarity
+    return None
+
+
+__all__ = ["COST_KINDS", "DEFAULT_LEVELS", "LayerFront", "Point", "SearchResult", "cheapest_meeting", "pareto",
+           "search", "search_method", "similarity_at", "offered_ranks"]

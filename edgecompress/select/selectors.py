@@ -1,0 +1,124 @@
+"""Rank selection behind one interface, so ours and the baselines run side by side through the same code:
+`choose(kind, limit, fixed_cost)` -> {layer: Point} meeting a params/FLOPs limit, `default()` without one."""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from edgecompress.errors import BudgetError, UnsupportedLayerError
+from edgecompress.factorize import get
+from edgecompress.select import allocate, baselines
+from edgecompress.select.capture import Capture, Progress
+from edgecompress.select.factorcache import FactorCache
+from edgecompress.select.score import LayerScorer
+from edgecompress.select.search import LayerFront, Point, search
+from edgecompress.select.similarity import Metric
+from edgecompress.select.tasks import LayerTask
+
+RULES = ("allocate", "threshold")
+LOSS_NAMES = tuple(allocate.LOSSES)
+
+
+def layer_weights(model: keras.Model, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    layer = model.get_layer(name)
+    return layer.kernel.numpy(), (layer.bias.numpy() if getattr(layer, "use_bias", False) else None)
+
+
+def make_scorers(model, tasks: Mapping[str, LayerTask], capture: Capture, metric: Metric,
+                 cp_search_iterations: int) -> dict[str, LayerScorer]:
+    scorers = {}
+    for name, task in tasks.items():
+        if task.reason is None:
+            kernel, bias = layer_weights(model, name)
+            cache = FactorCache(task.info, kernel, bias, cp_search_iterations)
+            scorers[name] = LayerScorer(task.info, kernel, bias, capture.layers[name], metric, cache)
+    return scorers
+
+
+class SimilaritySelector:
+    """Ours: Pareto fronts from the bisection search, then greedy allocation or one threshold."""
+
+    name = "similarity"
+
+    def __init__(self, model, tasks: Mapping[str, LayerTask], capture: Capture, metric: Metric,
+                 levels: Sequence[float], cp_search_iterations: int, rule: str = "allocate",
+                 progress: Progress | None = None, loss: str = allocate.DEFAULT_LOSS):
+        if rule not in RULES or loss not in allocate.LOSSES:
+            raise BudgetError(f"unknown allocation rule {rule!r} or loss {loss!r}; rules: {', '.join(RULES)}, "
+                              f"losses: {', '.join(allocate.LOSSES)}")
+        searched = {name: task.methods for name, task in tasks.items() if task.searched}
+        infos = {name: task.info for name, task in tasks.items()}
+        result = search(model, capture, infos, searched, metric, levels, cp_search_iterations, progress)
+        self.fronts: dict[str, LayerFront] = result.fronts
+        self.scorers = make_scorers(model, {n: t for n, t in tasks.items() if not t.searched}, capture, metric,
+                                    cp_search_iterations)
+        self.scorers.update(result.scorers)
+        self.rule, self.loss = rule, loss
+
+    @property
+    def evaluations(self) -> int:
+        return sum(scorer.evaluations for scorer in self.scorers.values())
+
+    def cheapest(self, kind: str) -> int:
+        return allocate.cheapest_total(self.fronts, kind)
+
+    def choose(self, kind: str, limit: int, fixed_cost: int = 0) -> dict[str, Point]:
+        if self.rule == "allocate":
+            return allocate.allocate_greedy(self.fronts, kind, limit, fixed_cost, self.loss)
+        return allocate.allocate_threshold(self.fronts, kind, limit, fixed_cost)
+
+    def default(self, threshold: float) -> dict[str, Point]:
+        """Without a budget: each layer's cheapest point at or above `threshold`."""
+        return allocate.threshold_choice(self.fronts, "params", threshold)
+
+
+class BaselineSelector:
+    """VBMF, energy or uniform ranks; one method per layer; a budget tunes the baseline's one knob."""
+
+    def __init__(self, model, tasks: Mapping[str, LayerTask], select: str, hybrid: bool):
+        self.name = select
+        self.bases: dict[str, baselines.LayerBasis] = {}
+        self.reasons: dict[str, str] = {}
+        self.excluded: list = []  # searchable layers this baseline's method does not apply to: kept
+        for name, task in tasks.items():
+            if task.searched:
+                method = baselines.hybrid_method(task.info) if hybrid else task.methods[0]
+                if method not in task.methods:
+                    self.reasons[name] = f"{select} with hybrid methods uses {method} here, which does not apply"
+                    self.excluded.append(task.info)
+                    continue
+                self.bases[name] = baselines.LayerBasis(task.info, method, layer_weights(model, name)[0])
+        self.knob = math.nan
+
+    def cheapest(self, kind: str) -> int:
+        return baselines.knob_cost(self.bases, self.name, 1e-9, kind) + self._excluded_cost(kind)
+
+    def _excluded_cost(self, kind: str) -> int:
+        return sum(getattr(info, kind) for info in self.excluded)
+
+    def choose(self, kind: str, limit: int, fixed_cost: int = 0) -> dict[str, Point]:
+        knob = baselines.knob_for_budget(self.bases, self.name, kind, limit - fixed_cost - self._excluded_cost(kind))
+        if knob is None:
+            raise BudgetError(f"{self.name} cannot meet the budget with any knob value")
+        return self.default(knob)
+
+    def default(self, knob: float) -> dict[str, Point]:
+        self.knob = knob
+        choices = {}
+        for name, basis in self.bases.items():
+            rank, reason = basis.choice(self.name, knob)
+            if rank is None:
+                self.reasons[name] = reason
+                continue
+            cost = get(basis.method).cost(basis.info, rank)
+            choices[name] = Point(basis.method, rank, cost.params, cost.flops, math.nan)
+        return choices
+
+
+def check_select(select: str) -> None:
+    if select != "similarity" and select not in baselines.DEFAULT_KNOBS:
+        raise UnsupportedLayerError(f"unknown rank selection {select!r}; use similarity, "
+                                    f"{', '.join(baselines.DEFAULT_KNOBS)}")

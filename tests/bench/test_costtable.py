@@ -1,0 +1,67 @@
+"""Latency cost tables: blocks timed on a target once, then served from the cache keyed by shape and runtime."""
+import json
+
+import pytest
+
+import edgecompress.bench
+from edgecompress.bench.costtable import CostTable, block_key, block_latency_ms
+from edgecompress.errors import TargetError
+
+
+def tucker_like_block(rank: int = 8, out_channels: int = 16):
+    import keras
+
+    return [keras.layers.Conv2D(rank, 1), keras.layers.Conv2D(rank, 3, padding="same"),
+            keras.layers.Conv2D(out_channels, 1, activation="relu")]
+
+
+def test_block_is_timed_once_then_cached(tmp_path, monkeypatch):
+    cache = tmp_path / "latency.json"
+    first_ms = block_latency_ms("host", tucker_like_block(), (16, 16, 16), cache_path=cache)
+    assert first_ms > 0
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a cached block was measured again")
+
+    monkeypatch.setattr(edgecompress.bench, "run", no_run)
+    again = tucker_like_block()  # new layer objects with other names and initial weights: same cost key
+    assert block_latency_ms("host", again, (16, 16, 16), cache_path=cache) == first_ms
+    entry = next(iter(json.loads(cache.read_text())["entries"].values()))
+    assert entry["target"] == "host" and entry["runtime"].startswith("ai_edge_litert ") and not entry["emulated"]
+
+
+def test_many_blocks_in_one_call_and_cost_grows_with_rank(tmp_path):
+    table = CostTable("host", cache_path=tmp_path / "latency.json")
+    small_ms, large_ms = table.latency_many([(tucker_like_block(rank=4), (32, 32, 64)),
+                                             (tucker_like_block(rank=64, out_channels=64), (32, 32, 64))])
+    assert large_ms > 2 * small_ms
+
+
+def test_keys_separate_shapes_and_configs_but_not_names(models):
+    import keras
+
+    base = block_key(tucker_like_block(), (16, 16, 16))
+    assert base == block_key(tucker_like_block(), (16, 16, 16))
+    assert base != block_key(tucker_like_block(), (8, 8, 16))
+    assert base != block_key(tucker_like_block(rank=4), (16, 16, 16))
+    assert block_key([keras.layers.Dense(4, name="a")], (8,)) == block_key([keras.layers.Dense(4, name="b")], (8,))
+    assert block_key(models["base"], None) != block_key(models["cheap"], None)
+
+
+def test_tflite_file_as_block(models, tmp_path):
+    table = CostTable("host", cache_path=tmp_path / "latency.json")
+    assert table.latency_ms(models["base"]) > table.latency_ms(models["cheap"]) * 0.5 > 0
+
+
+def test_emulated_target_is_refused_for_budgets(tmp_path):
+    with pytest.raises(TargetError, match="emulated, useless as a latency budget"):
+        CostTable("arm64-qemu", cache_path=tmp_path / "latency.json")
+
+
+def test_int8_blocks_are_keyed_apart(tmp_path):
+    cache = tmp_path / "latency.json"
+    fp32_ms = block_latency_ms("host", tucker_like_block(), (16, 16, 16), cache_path=cache)
+    int8_ms = block_latency_ms("host", tucker_like_block(), (16, 16, 16), cache_path=cache, precision="int8")
+    keys = sorted(json.loads(cache.read_text())["entries"])
+    assert len(keys) == 2 and sum("|fp32|" in k for k in keys) == 1 and sum("|int8|" in k for k in keys) == 1
+    assert fp32_ms > 0 and int8_ms > 0

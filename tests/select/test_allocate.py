@@ -1,0 +1,61 @@
+"""The allocator meets params and FLOPs budgets within 1% below the target on a small model, by both rules,
+never picking a block that costs more than its layer; greedy loses less similarity than one threshold."""
+import math
+
+import pytest
+
+from edgecompress.select import allocate
+from edgecompress.select.search import LayerFront, Point
+
+BUDGETS = [("params", 0.3), ("params", 0.12), ("flops", 0.5), ("flops", 0.25)]
+
+
+@pytest.mark.parametrize("rule", ["allocate", "threshold"])
+@pytest.mark.parametrize("kind, fraction", BUDGETS)
+def test_budget_met_within_one_percent_below(tiny_run, rule, kind, fraction):
+    run, selector = tiny_run
+    selector.rule = rule
+    total = run.total(kind)
+    limit = math.floor(fraction * total)
+    choices = selector.choose(kind, limit, 0)
+    reached = allocate.total_cost(choices, kind)
+    assert 0.99 * limit <= reached <= limit
+    for name, point in choices.items():
+        info = run.tasks[name].info
+        assert point.method is None or (point.params < info.params and point.flops <= info.flops)
+
+
+def test_greedy_loses_no_more_than_one_threshold(tiny_run):
+    run, selector = tiny_run
+    limit = math.floor(0.2 * run.total("params"))
+    loss = allocate.LOSSES[allocate.DEFAULT_LOSS]
+    greedy = allocate.allocate_greedy(selector.fronts, "params", limit)
+    threshold = allocate.allocate_threshold(selector.fronts, "params", limit)
+    total_loss = lambda choices: sum(loss(p.similarity) for p in choices.values())  # noqa: E731
+    assert total_loss(greedy) <= total_loss(threshold) + 1e-9
+
+
+def test_hull_steps_have_rising_slopes_and_end_at_the_cheapest_point(tiny_run):
+    _, selector = tiny_run
+    for front in selector.fronts.values():
+        points = front.front("params")
+        steps = allocate.hull_steps(points, "params")
+        slopes = [slope for slope, _ in steps]
+        assert slopes == sorted(slopes)
+        assert not steps or steps[-1][1] == points[0]
+
+
+def test_fill_spends_slack_on_larger_ranks():
+    from tests.conftest import single_layer_model
+    import keras
+    from edgecompress.factorize import get
+    from edgecompress.graph.layers import describe
+
+    info = describe(single_layer_model(keras.layers.Dense(32), (64,)))[-1]
+    ranks = get("svd").ranks(info)
+    cost = get("svd").cost(info, ranks[0])
+    front = LayerFront(info, [Point("svd", ranks[0], cost.params, cost.flops, 0.5)], ranks={"svd": ranks})
+    limit = info.params // 2
+    filled = allocate.fill({"d": front.points[0]}, {"d": front}, "params", limit)
+    assert filled["d"].rank > ranks[0] and filled["d"].params <= limit
+    assert limit - filled["d"].params < get("svd").cost(info, (2,)).params - cost.params

@@ -1,0 +1,54 @@
+"""Derived decompositions: SVD/QR truncation is exactly the method's own decompose(); truncated HOSVD and
+few-iteration CP score close to the full decompositions the final model gets."""
+import keras
+import numpy as np
+import pytest
+
+from edgecompress.factorize import get
+from edgecompress.graph.layers import describe
+from edgecompress.select.capture import capture
+from edgecompress.select.factorcache import FactorCache
+from edgecompress.select.score import LayerScorer
+from edgecompress.select.similarity import get_metric
+from tests.conftest import single_layer_model
+
+
+def _layer(kind):
+    rng = np.random.default_rng(0)
+    if kind == "dense":
+        layer, shape = keras.layers.Dense(12, activation="relu"), (20,)
+    else:
+        layer, shape = keras.layers.Conv2D(12, 3, padding="same", activation="relu"), (8, 8, 10)
+    model = single_layer_model(layer, shape)
+    return layer, describe(model)[-1], model, rng.normal(size=(16,) + shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["svd", "qr"])
+def test_matrix_truncation_equals_decompose_at_that_rank(method):
+    layer, info, _, _ = _layer("dense")
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    cache = FactorCache(info, kernel, bias)
+    for rank in [(1,), (5,), (12,)]:
+        derived = cache.search(method, rank).arrays
+        direct = get(method).decompose(info, kernel, bias, rank).arrays
+        for key in direct:
+            np.testing.assert_allclose(derived[key], direct[key], atol=1e-10)
+    assert cache.decompositions == 1
+
+
+@pytest.mark.parametrize("method, rank", [("tucker", (4, 5)), ("cp", (6,))])
+def test_search_factors_score_close_to_final_factors(method, rank):
+    layer, info, model, x = _layer("conv")
+    samples = capture(model, x, [info], samples_per_layer=400).layers[info.name]
+    scorer = LayerScorer(info, layer.kernel.numpy(), layer.bias.numpy(), samples, get_metric("nmse"))
+    fast = scorer.similarity(method, rank)
+    _, final = scorer.final(method, rank)
+    assert final >= fast - 0.02
+    assert abs(final - fast) < 0.1
+
+
+def test_truncated_hosvd_reconstructs_at_full_rank():
+    layer, info, _, _ = _layer("conv")
+    factors = FactorCache(info, layer.kernel.numpy(), None).search("tucker", (10, 12)).arrays
+    rebuilt = np.einsum("hwab,ia,ob->hwio", factors["core"], factors["u_in"], factors["u_out"])
+    np.testing.assert_allclose(rebuilt, layer.kernel.numpy(), atol=1e-6)

@@ -1,0 +1,101 @@
+"""compress() and `edgecompress compress`: overrides honoured, outputs written together, the model loads and
+runs in a fresh process, and every bad input is one line on stderr with exit code 2 and no files left."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from edgecompress import cli
+from edgecompress.compress import CompressConfig, compress
+from tests.select.models import calibration, trained_tiny_cnn
+
+FAST = ["--methods", "tucker,svd", "--memory-cap-mb", "64"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress")
+    trained_tiny_cnn().save(root / "tiny.keras")
+    x, y = calibration(128)
+    np.savez(root / "calib.npz", x=x, y=y)
+    np.savez(root / "nolabels.npz", x=x)
+    np.savez(root / "wrong.npz", x=np.zeros((4, 32, 32, 3), np.float32))
+    return root
+
+
+def test_api_honours_overrides_and_budget():
+    overrides = {"conv1": "skip", "fc1": "svd:4", "re:conv[23]": "tucker,cp"}
+    result = compress(trained_tiny_cnn(), calibration(128),
+                      CompressConfig(budget="params=0.5", layers=overrides, samples_per_layer=256))
+    layers = {layer.name: layer for layer in result.plan.layers}
+    assert layers["conv1"].method is None and "override" in layers["conv1"].reason
+    assert (layers["fc1"].method, layers["fc1"].rank) == ("svd", (4,))
+    assert layers["conv2"].method in ("tucker", "cp", None) and layers["conv3"].method in ("tucker", "cp", None)
+    assert result.plan.budget["achieved"]["params"] <= 0.5
+    x, _ = calibration(16)
+    assert result.model.predict(x, verbose=0).shape == (16, 10)
+
+
+def test_cli_writes_model_and_plan_that_load_in_a_fresh_process(files, tmp_path):
+    out = tmp_path / "out"
+    rc = cli.main(["compress", str(files / "tiny.keras"), "--data", str(files / "calib.npz"), "-o", str(out),
+                   "--budget", "params=0.4", *FAST])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.keras", "plan.json"]
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["version"] == 1 and plan["budget"]["achieved"]["params"] <= 0.4
+    x = np.load(files / "calib.npz")["x"][:8]
+    np.save(tmp_path / "x.npy", x)
+    script = ("import sys, numpy as np, keras, edgecompress; "
+              "m = keras.models.load_model(sys.argv[1]); np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))")
+    subprocess.run([sys.executable, "-c", script, str(out / "model.keras"), str(tmp_path / "x.npy"),
+                    str(tmp_path / "y.npy")], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    in_process = keras.models.load_model(out / "model.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), in_process, atol=1e-5)
+
+
+BAD_INPUTS = [
+    (["--data", "wrong.npz", "--budget", "params=0.5"], r"\(32, 32, 3\).*\(28, 28, 1\)"),
+    (["--data", "calib.npz", "--budget", "params=0.0001"], r"cannot be met.*params>=0\.\d+"),
+    (["--data", "nolabels.npz", "--budget", "accuracy-drop=1"], "label"),
+    (["--data", "calib.npz", "--budget", "params=lots"], "not a number"),
+    (["--data", "calib.npz", "--budget", "speed=2"], "KIND=VALUE"),
+    (["--data", "calib.npz", "--epochs", "2"], "--finetune-data"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_output(files, tmp_path, capsys, arguments, message):
+    arguments = [a if not a.endswith(".npz") else str(files / a) for a in arguments]
+    out = tmp_path / "out"
+    rc = cli.main(["compress", str(files / "tiny.keras"), "-o", str(out), *arguments, *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("edgecompress compress: error:")
+    assert __import__("re").search(message, err[0]), err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_leaves_no_partial_files(files, tmp_path, signum):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "edgecompress.cli", "compress", str(files / "tiny.keras"), "--data",
+               str(files / "calib.npz"), "-o", str(out), "--select", "uniform", "--distill", "--epochs", "500", *FAST]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.monotonic() + 60
+    while not out.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # well into capture / fine-tuning
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0, err.decode()
+    assert not out.exists() or not any(out.iterdir())
+    assert not list(Path(tmp_path).glob("**/*.tmp*"))
