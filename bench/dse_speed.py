@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from edgecompress import data, zoo  # noqa: E402
-from edgecompress.compress import CompressConfig, _Run  # noqa: E402
+from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dse_speed.md"
 
@@ -32,7 +32,7 @@ def measure(model_name: str, images: int, budget: str, methods: str) -> dict:
     x = dataset.x_train[:images]
     rss_before_mb = peak_rss_mb()
     started = time.perf_counter()
-    run = _Run(model, x, None, CompressConfig(methods=methods, budget=budget), None)
+    run = CompressionRun(model, x, None, CompressConfig(methods=methods, budget=budget), None)
     selector = run.make_selector()
     choose_started = time.perf_counter()
     choices = run.choose(selector)

@@ -127,8 +127,9 @@ def _check_reachable(budget, tasks, cheapest: int, methods: Sequence[str]) -> No
 
 
 
-class _Run:
-    """One compression run: the folded model, its tasks, the selector, and models built from choices."""
+class CompressionRun:
+    """One compression run, step by step (what `compress` does, open for benchmarks that reuse one search):
+    the folded model and its tasks; `make_selector()` captures and searches; `choose()`, `build()`, `plan()`."""
 
     def __init__(self, model: keras.Model, x, y, config: CompressConfig, progress: Progress | None):
         self.original, self.x, self.y, self.config, self.progress = model, x, y, config, progress
@@ -279,7 +280,7 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     config = config or CompressConfig()
     x, y = as_calibration(calibration)
     check_calibration(model, x, config.calibration_name)
-    run = _Run(model, x, y, config, progress)
+    run = CompressionRun(model, x, y, config, progress)
     selector = run.make_selector()
     started = time.perf_counter()
     choices = run.choose(selector)
@@ -299,4 +300,4 @@ def selector_evaluations(selector) -> int:
     return sum(scorer.evaluations for scorer in getattr(selector, "scorers", {}).values())
 
 
-__all__ = ["CompressConfig", "Compressed", "FinetuneConfig", "compress", "parse_methods"]
+__all__ = ["CompressConfig", "Compressed", "CompressionRun", "FinetuneConfig", "compress", "parse_methods"]

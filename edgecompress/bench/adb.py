@@ -46,7 +46,7 @@ class AdbTarget(Target):
         return {"schema": "edgecompress.bench.runner/1", "system": self._system(serial), "threads": settings.threads,
                 "settings": {**settings.to_dict(), "interleaved": False, "batch": 1}, "models": records,
                 "comparisons": [_plain_speedup(records[0], records[k], k) for k in range(1, len(records))],
-                "peak_rss_bytes": max((r.pop("_peak_bytes") or 0 for r in records), default=None) or None,
+                "peak_rss_bytes": max((r["peak_rss_alone_bytes"] or 0 for r in records), default=None) or None,
                 "notes": notes}
 
     def probe(self) -> dict:
@@ -130,7 +130,7 @@ def parse_benchmark_model(output: str, model_name: str) -> dict:
             "init_ms": _ms(timings.group("init")), "first_run_ms": _ms(timings.group("first")),
             "rss_delta_bytes": int(float(footprint.group("overall")) * MB) if footprint else None,
             "runs": int(timed.group("count")), "latency_ms": latency, "samples_ms": [], "accuracy": None,
-            "_peak_bytes": int(float(peak.group("peak")) * MB) if peak else None}
+            "peak_rss_alone_bytes": int(float(peak.group("peak")) * MB) if peak else None}
 
 
 def _ms(microseconds: str) -> float:

@@ -22,12 +22,12 @@ def markdown(result: BenchResult) -> str:
     tag = " (emulated)" if result.emulated else ""
     lines = [_header(result), "",
              f"| model | size KiB | init ms{tag} | p50 ms{tag} | p90 ms{tag} | p99 ms{tag} | mean ± std ms{tag} "
-             f"| runs | RSS +MiB | top-1 |",
+             f"| runs | peak RSS MiB | top-1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [_row(model) for model in result.models]
+    lines += [_row(model, result.peak_rss_bytes if len(result.models) == 1 else None) for model in result.models]
     lines += [""] + [_speedup_line(result, c) for c in result.comparisons if c]
-    if result.peak_rss_bytes:
-        lines.append(f"Peak RSS of the measuring process: {result.peak_rss_bytes / MIB:.1f} MiB.")
+    if result.peak_rss_bytes and len(result.models) > 1:
+        lines.append(f"Peak RSS of the process that ran them all: {result.peak_rss_bytes / MIB:.1f} MiB.")
     lines += [f"> {note}" for note in result.notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -40,10 +40,12 @@ def _header(result: BenchResult) -> str:
             f"{', '.join(runtimes)}, threads {threads}, batch 1")
 
 
-def _row(model: dict) -> str:
+def _row(model: dict, process_peak_bytes: int | None) -> str:
+    """One model; its peak RSS is that of a process running it alone (the runner measures it so when
+    several models share a run), else the run's own peak."""
     latency = model["latency_ms"]
     accuracy = (model.get("accuracy") or {}).get("top1_accuracy")
-    rss = model.get("rss_delta_bytes")
+    rss = model.get("peak_rss_alone_bytes") or process_peak_bytes
     return "| " + " | ".join([
         model["name"], f"{model['size_bytes'] / 1024:.1f}", _num(model.get("init_ms")), _num(latency.get("p50")),
         _num(latency.get("p90")), _num(latency.get("p99")), f"{_num(latency['mean'])} ± {_num(latency['std'])}",

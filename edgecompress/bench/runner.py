@@ -40,6 +40,21 @@ TFLITE_RUNTIMES = (  # (name, module, attribute path of Interpreter, distributio
     ("tflite_runtime", "tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow", "tensorflow", "lite.Interpreter", "tensorflow"),
 )
+PRIMER_TFLITE = (  # x -> relu(2x + 1) on a float32 [1, 4]: a few bytes that start the runtime up
+    "HAAAAFRGTDMUACAAHAAYABQAEAAMAAAACAAEABQAAAAcAAAAHAAAAHQAAABUAQAAZAEAAGADAAADAAAAAAAAAAIAAAA0AAAABAAAANz/"
+    "//8HAAAABAAAABMAAABDT05WRVJTSU9OX01FVEFEQVRBAAgADAAIAAQACAAAAAYAAAAEAAAAEwAAAG1pbl9ydW50aW1lX3ZlcnNpb24A"
+    "CAAAANwAAADUAAAAwAAAAKQAAACcAAAAlAAAAHQAAAAEAAAAXv///wQAAABgAAAAEAAAAAAAAAAIAA4ACAAEAAgAAAAQAAAAJAAAAAAA"
+    "BgAIAAQABgAAAAQAAAAAAAAADAAYABQAEAAMAAQADAAAADdlf7AXNt3tAwAAAAIAAAAEAAAABgAAADIuMjEuMAAAyv///wQAAAAQAAAA"
+    "MS41LjAAAAAAAAAAAAAAAKj9//+s/f//7v///wQAAAAEAAAAAAAAQAAABgAIAAQABgAAAAQAAAAEAAAAAACAP9j9///c/f//DwAAAE1M"
+    "SVIgQ29udmVydGVkLgABAAAAFAAAAAAADgAYABQAEAAMAAgABAAOAAAAFAAAABwAAACsAAAAsAAAALQAAAAEAAAAbWFpbgAAAAACAAAA"
+    "ZAAAABQAAAAAAA4AGgAUABAADAALAAQADgAAABwAAAAAAAALHAAAACAAAAABAAAAAAAGAAgABwAGAAAAAAAAAQEAAAAEAAAAAgAAAAMA"
+    "AAABAAAAAAAOABQAAAAQAAwACwAEAA4AAAAQAAAAAAAAFQwAAAAQAAAArP7//wEAAAADAAAAAgAAAAAAAAACAAAAAQAAAAQAAAABAAAA"
+    "AAAAAAUAAADsAAAApAAAAHQAAABAAAAABAAAAD7///8AAAABEAAAABAAAAAFAAAAGAAAAAT///8IAAAASWRlbnRpdHkAAAAAAgAAAAEA"
+    "AAAEAAAAdv///wAAAAEQAAAAEAAAAAQAAAAQAAAAPP///wMAAABtdWwAAgAAAAEAAAAEAAAApv///wAAAAEQAAAAEAAAAAMAAAAUAAAA"
+    "bP///wUAAABtdWwveQAAAAAAAADS////AAAAARAAAAAQAAAAAgAAABQAAACY////BQAAAGFkZC95AAAAAAAAAAAAFgAYABQAAAAQAAwA"
+    "CAAAAAAAAAAHABYAAAAAAAABEAAAABAAAAABAAAAEAAAANz///8BAAAAeAAAAAIAAAABAAAABAAAAAIAAAAcAAAACAAAAAQABAAEAAAA"
+    "DAAMAAsAAAAAAAQADAAAABIAAAAAAAAS")
+PRIMER_ONNX = "CAg6PgoMCgF4EgF5IgRSZWx1EgR3YXJtWhMKAXgSDgoMCAESCAoCCAEKAggEYhMKAXkSDgoMCAESCAoCCAEKAggEQgQKABAN"  # Relu on a float32 [1, 4]
 INSTALL_TFLITE = ("pip install ai-edge-litert (64-bit OS, Python 3.9+) or pip install tflite-runtime "
                   "(32-bit Raspberry Pi OS)")
 
@@ -446,14 +461,33 @@ def cpu_model() -> str:
     return "%s (%s)" % (name, core) if core and core not in name else name
 
 
+def alone_peak_rss_bytes(path: str, args) -> int | None:
+    """Peak RSS of a fresh runner process that loads only this model and runs it a few times: a per-model
+    memory figure that does not depend on the other models in this process. None when no child can start
+    (e.g. under qemu-user without binfmt_misc)."""
+    import subprocess
+
+    command = [sys.executable, os.path.abspath(__file__), path, "--min-runs", "5", "--min-secs", "0",
+               "--warmup-secs", "0", "--segments", "1", "--no-compare", "--alone-memory", "off"]
+    command += (["--threads", str(args.threads)] if args.threads else []) + (
+        ["--runtime", args.runtime] if args.runtime else [])
+    try:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])["peak_rss_bytes"]
+    except (OSError, ValueError, KeyError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def model_record(entry: dict, samples_ms: list, data_result: dict | None) -> dict:
     model = entry["model"]
     return {"path": entry["path"], "name": os.path.basename(entry["path"]), "format": entry["format"],
             "size_bytes": os.path.getsize(entry["path"]),
             "runtime": {"name": model.runtime, "version": model.version},
             "inputs": [{k: s[k] for k in ("name", "shape", "dtype")} for s in model.inputs],
-            "init_ms": entry["init_ms"], "first_run_ms": entry["first_run_ms"],
-            "rss_delta_bytes": entry["rss_delta_bytes"], "runs": len(samples_ms),
+            "init_ms": float(np.median(entry["init_ms_all"])), "init_ms_first_load": entry["init_ms"],
+            "first_run_ms": entry["first_run_ms"],
+            "rss_delta_bytes": entry["rss_delta_bytes"], "peak_rss_alone_bytes": entry["peak_rss_alone_bytes"],
+            "runs": len(samples_ms),
             "latency_ms": latency_summary(samples_ms), "samples_ms": [round(s, 5) for s in samples_ms],
             "accuracy": data_result}
 
@@ -471,18 +505,44 @@ def measure_segments(args, data_x) -> tuple:
     for j in range(segments):
         last = load_models(args.models, args, data_x, reverse=j % 2 == 1)
         first = first or last
+        for kept, fresh in zip(first, last):  # every load's init time, for a median less bent by first-use costs
+            kept.setdefault("init_ms_all", []).append(fresh["init_ms"])
         warmup_rounds += warm_up(last, args.warmup_runs, args.warmup_secs * share, args.max_secs * share)
         samples.append(interleaved_runs(last, -(-args.min_runs // segments), args.min_secs * share,
                                         args.max_secs * share))
     return first, last, samples, warmup_rounds
 
 
+def prime_runtimes(paths: list, args) -> None:
+    """Import each format's runtime and run a tiny embedded model once, so the library's load and one-time
+    setup (thread pools, XNNPACK) are not charged to the first real model's init time and RSS."""
+    import base64
+
+    for model_format in sorted({check_model_file(path) for path in paths}):
+        if model_format == "tflite":
+            interpreter = find_tflite_runtime(args.runtime)[2](model_content=base64.b64decode(PRIMER_TFLITE),
+                                                               num_threads=args.threads)
+            interpreter.allocate_tensors()
+            interpreter.invoke()
+        else:
+            ort = find_onnx_runtime()[2]
+            options = ort.SessionOptions()
+            if args.threads:
+                options.intra_op_num_threads = args.threads
+            ort.InferenceSession(base64.b64decode(PRIMER_ONNX), options, providers=["CPUExecutionProvider"]).run(
+                None, {"x": np.zeros((1, 4), np.float32)})
+
+
 def benchmark(args) -> dict:
     """Everything the runner measures, as the JSON-ready dict it prints."""
     data_x, data_y = load_data(args.data) if args.data else (None, None)
+    prime_runtimes(args.models, args)
     wall_start = time.perf_counter()
     first, last, samples, warmup_rounds = measure_segments(args, data_x)
     data_results = [accuracy(e, data_x, data_y, args) if data_x is not None else None for e in last]
+    alone = len(first) > 1 and args.alone_memory == "on"
+    for entry in first:
+        entry["peak_rss_alone_bytes"] = alone_peak_rss_bytes(entry["path"], args) if alone else None
     per_model = [[s for segment in samples for s in segment[k]] for k in range(len(first))]
     comparisons = [dict(speedup_ci([seg[0] for seg in samples], [seg[k] for seg in samples], args.seed),
                         baseline=0, candidate=k) for k in range(1, len(first) if args.compare else 1)]
@@ -515,6 +575,8 @@ def parse_args(argv: list | None) -> argparse.Namespace:
                         help="with several models: reload them this many times, alternating load order")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="skip the paired speedups (e.g. for latency tables of many blocks)")
+    parser.add_argument("--alone-memory", choices=["on", "off"], default="on",
+                        help="with several models, also measure each one's peak RSS in a process of its own")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", action="store_true", help="print system facts and runtimes, load no model")
     return parser.parse_args(argv)

@@ -1,5 +1,5 @@
-"""`edgecompress bench FILE [FILE...]`: latency percentiles, peak RSS, size and accuracy on a target; two or more
-files are run interleaved and compared (speedup with a 95% CI). Prints Markdown; --json/--report-dir write files."""
+"""`edgecompress bench FILE [FILE...]`: latency percentiles, peak RSS, size and top-1 accuracy on a target.
+Two or more files run interleaved and are compared (speedup, 95% CI); prints Markdown, --json/--report-dir write."""
 from __future__ import annotations
 
 import argparse

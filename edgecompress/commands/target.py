@@ -1,5 +1,5 @@
-"""`edgecompress target list|setup|check`: the benchmark targets, building what a target needs, and asking a
-target what it runs (python, numpy, TFLite/ONNX runtimes, CPU)."""
+"""`edgecompress target list|setup|check`: list benchmark targets, build what one needs, or ask what it runs.
+`check` reports the target's python, numpy, TFLite/ONNX runtimes and CPU."""
 from __future__ import annotations
 
 import argparse

@@ -75,10 +75,12 @@ def _check(model_proto, model: keras.Model) -> None:
 
     bad = unsupported_nodes(model_proto)
     if bad:
-        names = [layer.name for layer in model.layers]
-        where = ", ".join(sorted({f"{layer_in_op_name(n.name, names) or n.name!r} ({n.op_type})" for n in bad}))
-        raise ExportError(f"layer(s) {where}: no ONNX opset {OPSET} equivalent for these TensorFlow ops; replace "
-                          f"the layer with builtin-lowerable layers or remove it before export")
+        classes = {layer.name: type(layer).__name__ for layer in model.layers}
+        layers = dict.fromkeys(layer_in_op_name(node.name, classes) or node.name for node in bad)
+        where = ", ".join(f"{name!r} ({classes.get(name, 'op')})" for name in layers)
+        op_types = ", ".join(dict.fromkeys(node.op_type for node in bad))
+        raise ExportError(f"layer {where} uses TensorFlow op(s) {op_types} that ONNX opset {OPSET} cannot "
+                          f"express; replace it with builtin-lowerable layers or remove it")
     try:
         onnx.checker.check_model(model_proto, full_check=True)
     except onnx.checker.ValidationError as error:

@@ -70,6 +70,19 @@ class SimilaritySelector:
             return allocate.allocate_greedy(self.fronts, kind, limit, fixed_cost, self.loss)
         return allocate.allocate_threshold(self.fronts, kind, limit, fixed_cost)
 
+    def restricted(self, methods: Sequence[str]) -> "SimilaritySelector":
+        """The same search seen through fewer methods (single-method runs): layers none of them applies to
+        drop out of the fronts and count as kept. Shares the scorers, so nothing is searched again."""
+        view = object.__new__(SimilaritySelector)
+        view.__dict__.update(self.__dict__)
+        view.fronts = {}
+        for name, front in self.fronts.items():
+            points = [p for p in front.points if p.method in methods]
+            if points:
+                ranks = {m: r for m, r in front.ranks.items() if m in methods}
+                view.fronts[name] = LayerFront(front.info, points, front.reasons, ranks)
+        return view
+
     def default(self, threshold: float) -> dict[str, Point]:
         """Without a budget: each layer's cheapest point at or above `threshold`."""
         return allocate.threshold_choice(self.fronts, "params", threshold)

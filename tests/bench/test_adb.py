@@ -83,7 +83,7 @@ def test_new_log_format_is_parsed():
     assert record["latency_ms"] == {"p50": 33.08, "p90": None, "p99": None, "mean": 33.0718, "std": 0.129,
                                     "min": 32.687, "max": 33.239, "n": 50}
     assert record["init_ms"] == 3.501 and record["first_run_ms"] == 156.677 and record["runs"] == 50
-    assert record["_peak_bytes"] == int(93.2383 * 2**20) and record["rss_delta_bytes"] == int(7.82031 * 2**20)
+    assert record["peak_rss_alone_bytes"] == int(93.2383 * 2**20) and record["rss_delta_bytes"] == int(7.82031 * 2**20)
 
 
 def test_old_log_format_uses_the_last_count_line():

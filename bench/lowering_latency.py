@@ -1,0 +1,323 @@
+"""Does a FLOPs cut become a latency cut once lowered? Host LiteRT (XNNPACK, 1 thread) and ONNX Runtime (1 thread).
+
+Part 1, models compressed at fixed ranks: original and compressed, both through edgecompress.lower (static batch
+1, passes), timed interleaved in one process; ratio = (latency speedup) / (FLOPs cut). A "naive" column converts
+both without passes and with a dynamic batch (as the issue's hand measurement did).
+Part 2, one layer vs its factorized block, per block shape and method, at FLOPs cuts near 2x/4x/8x/16x: where a
+block stops paying (speedup < 1) and how close the speedup gets to the FLOPs cut.
+
+    python bench/lowering_latency.py [--quick] [--out bench/results/lowering_latency]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edgecompress import factorize  # noqa: E402
+from edgecompress.bench import runner  # noqa: E402
+from edgecompress.graph.layers import describe  # noqa: E402
+from edgecompress.graph.surgery import compress_model  # noqa: E402
+from edgecompress.lower import lower  # noqa: E402
+from edgecompress.lower import onnx as onnx_export  # noqa: E402
+from edgecompress.lower import tflite as tflite_export  # noqa: E402
+
+CUT_TARGETS = (2.0, 4.0, 8.0, 16.0)
+Timing = dict(min_runs=300, min_secs=1.5, max_secs=6.0)
+QUICK_TIMING = dict(min_runs=100, min_secs=0.4, max_secs=2.0)
+
+
+# ----------------------------------------------------------------------------------------------- models
+def vgg32() -> keras.Model:
+    """VGG-like at 32x32x3, where convolutions dominate: 3 blocks of two 3x3 convs (32..256 channels)."""
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for block, (first, second) in enumerate(((32, 64), (128, 128), (256, 256)), start=1):
+        x = keras.layers.Conv2D(first, 3, padding="same", activation="relu", name=f"b{block}c1")(x)
+        x = keras.layers.Conv2D(second, 3, padding="same", activation="relu", name=f"b{block}c2")(x)
+        x = keras.layers.MaxPooling2D(name=f"b{block}pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="vgg32")
+
+
+def fashion_cnn() -> keras.Model:
+    """The small Fashion-MNIST CNN: two convs, two pools, Flatten, a 1568 -> 64 FC and the logits."""
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="fashion_cnn")
+
+
+def zoo(name: str):
+    def build() -> keras.Model:
+        from edgecompress.zoo import build as build_zoo
+
+        return build_zoo(name)
+    return build
+
+
+# (model builder, conv method, dense method, rank fractions); every applicable layer but the logits is compressed
+MODEL_CASES = {
+    "vgg32": (vgg32, "tucker", "svd", (0.5, 0.25, 0.125)),
+    "vgg32-cp": (vgg32, "cp", "svd", (0.03, 0.015)),
+    "fashion_cnn": (fashion_cnn, "tucker", "svd", (0.5, 0.25, 0.125)),
+    "zoo:conv1d": (zoo("conv1d"), "tucker", "svd", (0.5, 0.25)),
+    "zoo:conv3d": (zoo("conv3d"), "tucker", "svd", (0.5, 0.25)),
+}
+QUICK_MODELS = ("vgg32", "fashion_cnn")
+
+
+def plan_for(model: keras.Model, conv_method: str, dense_method: str, fraction: float) -> dict:
+    """{layer: (method, fraction)} for each layer (not the logits) where the block is cheaper than the layer."""
+    choices = {}
+    for info in describe(model):
+        method = dense_method if info.kind == "dense" else conv_method
+        if info.kind is None or info.name == "logits" or factorize.get(method).why_not(info):
+            continue
+        if factorize.get(method).rank_problem(info, fraction) is None:
+            choices[info.name] = (method, fraction)
+    return choices
+
+
+def model_flops(model: keras.Model) -> int:
+    return sum(info.flops for info in describe(model))
+
+
+# ----------------------------------------------------------------------------------------------- lowering
+def naive_tflite(model: keras.Model) -> bytes:
+    """Direct conversion, dynamic batch, no passes: the baseline lowering."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32)
+    function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [convert_variables_to_constants_v2(function.get_concrete_function())])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def artifacts(model: keras.Model, with_naive: bool) -> dict:
+    """{'tflite': bytes, 'onnx': bytes, 'naive': bytes?, 'flops': lowered FLOPs}."""
+    lowered_tflite, _ = lower(model, "tflite")
+    lowered_onnx, _ = lower(model, "onnx")
+    out = {"tflite": tflite_export.convert(lowered_tflite), "onnx": onnx_export.convert(lowered_onnx),
+           "flops": model_flops(lowered_tflite)}
+    if with_naive:
+        out["naive"] = naive_tflite(model)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- timing
+def time_interleaved(contents: list[bytes], suffix: str, timing: dict) -> list[float]:
+    """p50 latency (ms) of each model, timed round by round in one process (bench.runner's loop), 1 thread."""
+    with tempfile.TemporaryDirectory() as directory:
+        paths = []
+        for index, content in enumerate(contents):
+            paths.append(os.path.join(directory, f"m{index}{suffix}"))
+            Path(paths[-1]).write_bytes(content)
+        model_class = runner.MODEL_CLASSES[suffix.lstrip(".")]
+        loaded = []
+        for path in paths:
+            model = model_class(path, 1, None)
+            feeds = runner.timed_feeds(model, None, path, None, np.random.default_rng(0))
+            loaded.append({"model": model, "feeds": feeds})
+        runner.interleaved_runs(loaded, 20, 0.2, 2.0)  # warm-up
+        samples = runner.interleaved_runs(loaded, timing["min_runs"], timing["min_secs"], timing["max_secs"])
+    return [float(np.median(s)) for s in samples]
+
+
+def compare(base: dict, other: dict, timing: dict) -> dict:
+    """Latencies, speedups and speedup / FLOPs-cut ratios of `other` against `base` on each runtime."""
+    cut = base["flops"] / other["flops"]
+    row = {"flops_before": base["flops"], "flops_after": other["flops"], "flops_cut": cut}
+    for key, suffix in (("tflite", ".tflite"), ("onnx", ".onnx"), ("naive", ".tflite")):
+        if key in base and key in other:
+            before_ms, after_ms = time_interleaved([base[key], other[key]], suffix, timing)
+            row[key] = {"before_ms": before_ms, "after_ms": after_ms, "speedup": before_ms / after_ms,
+                        "ratio": before_ms / after_ms / cut}
+    return row
+
+
+# ----------------------------------------------------------------------------------------------- part 1
+def model_rows(names, timing) -> list[dict]:
+    rows = []
+    for name in names:
+        build, conv_method, dense_method, fractions = MODEL_CASES[name]
+        keras.utils.set_random_seed(0)
+        original = build()
+        base = artifacts(original, with_naive=True)
+        for fraction in fractions:
+            plan = plan_for(original, conv_method, dense_method, fraction)
+            compressed = compress_model(original, plan)
+            row = compare(base, artifacts(compressed, with_naive=True), timing)
+            row.update(model=name, methods=f"{conv_method}+{dense_method}", fraction=fraction, layers=len(plan))
+            rows.append(row)
+            print(format_model_row(row), flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- part 2
+# (label, kind, input shape without batch, out channels, kernel size)
+BLOCK_SHAPES = [
+    ("conv2d 32x32 64->64 k3", "conv2d", (32, 32, 64), 64, 3),
+    ("conv2d 16x16 128->128 k3", "conv2d", (16, 16, 128), 128, 3),
+    ("conv2d 8x8 256->256 k3", "conv2d", (8, 8, 256), 256, 3),
+    ("conv2d 14x14 16->32 k3", "conv2d", (14, 14, 16), 32, 3),
+    ("conv2d 4x4 32->32 k3", "conv2d", (4, 4, 32), 32, 3),
+    ("conv2d 16x16 128->128 k1", "conv2d", (16, 16, 128), 128, 1),
+    ("conv1d L128 128->128 k3", "conv1d", (128, 128), 128, 3),
+    ("conv1d L28 64->128 k3", "conv1d", (28, 64), 128, 3),
+    ("conv3d 8x16x16 32->32 k3", "conv3d", (8, 16, 16, 32), 32, 3),
+    ("conv3d 4x14x14 8->16 k3", "conv3d", (4, 14, 14, 8), 16, 3),
+    ("dense 2048->2048", "dense", (2048,), 2048, None),
+    ("dense 512->512", "dense", (512,), 512, None),
+    ("dense 1568->64", "dense", (1568,), 64, None),
+]
+QUICK_SHAPES = ("conv2d 16x16 128->128 k3", "conv2d 4x4 32->32 k3", "conv1d L28 64->128 k3",
+                "conv3d 4x14x14 8->16 k3", "dense 512->512")
+LAYER_CLASSES = {"conv1d": keras.layers.Conv1D, "conv2d": keras.layers.Conv2D, "conv3d": keras.layers.Conv3D}
+
+
+def single_layer(kind: str, input_shape: tuple, out_channels: int, kernel) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    if kind == "dense":
+        layer = keras.layers.Dense(out_channels, activation="relu", name="layer")
+    else:
+        layer = LAYER_CLASSES[kind](out_channels, kernel, padding="same", activation="relu", name="layer")
+    return keras.Model(inputs, layer(inputs))
+
+
+def ranks_near_cuts(method, info) -> list:
+    """For each target FLOPs cut, the candidate rank whose cut is closest (each rank once)."""
+    candidates = method.ranks(info)
+    cuts = [info.flops / max(1, method.cost(info, rank).flops) for rank in candidates]
+    chosen = []
+    for target in CUT_TARGETS:
+        best = min(range(len(candidates)), key=lambda i: abs(np.log(cuts[i] / target)), default=None)
+        if best is not None and candidates[best] not in chosen and 0.7 < cuts[best] / target < 1.4:
+            chosen.append(candidates[best])
+    return chosen
+
+
+def block_rows(labels, timing) -> list[dict]:
+    rows = []
+    for label, kind, shape, out_channels, kernel in BLOCK_SHAPES:
+        if label not in labels:
+            continue
+        keras.utils.set_random_seed(0)
+        original = single_layer(kind, shape, out_channels, kernel)
+        info = describe(original)[0]
+        base = artifacts(original, with_naive=False)
+        for name, method in factorize.registry().items():
+            if method.why_not(info):
+                continue
+            for rank in ranks_near_cuts(method, info):
+                block = compress_model(original, {"layer": (name, rank)})
+                row = compare(base, artifacts(block, with_naive=False), timing)
+                row.update(shape=label, method=name, rank=list(method.resolve(info, rank)))
+                rows.append(row)
+                print(format_block_row(row), flush=True)
+    return rows
+
+
+def break_even(rows: list[dict]) -> list[dict]:
+    """Per (shape, method): smallest measured FLOPs cut that is faster than the layer, and the best ratio."""
+    summary = {}
+    for row in rows:
+        entry = summary.setdefault((row["shape"], row["method"]), {"shape": row["shape"], "method": row["method"],
+                                                                   "pays_from_cut": None, "best_ratio": 0.0})
+        if row["tflite"]["speedup"] >= 1.0:
+            current = entry["pays_from_cut"]
+            entry["pays_from_cut"] = row["flops_cut"] if current is None else min(current, row["flops_cut"])
+        entry["best_ratio"] = max(entry["best_ratio"], row["tflite"]["ratio"])
+    return list(summary.values())
+
+
+# ----------------------------------------------------------------------------------------------- output
+def _runtime_cells(row: dict, key: str) -> str:
+    if key not in row:
+        return "| - | - | - "
+    cell = row[key]
+    return f"| {cell['before_ms']:.3f} -> {cell['after_ms']:.3f} | {cell['speedup']:.2f}x | {cell['ratio']:.2f} "
+
+
+def format_model_row(row: dict) -> str:
+    return (f"| {row['model']} | {row['methods']} @ {row['fraction']} ({row['layers']} layers) | "
+            f"{row['flops_before'] / 1e6:.2f}M -> {row['flops_after'] / 1e6:.2f}M | {row['flops_cut']:.2f}x "
+            + _runtime_cells(row, "tflite") + _runtime_cells(row, "naive") + _runtime_cells(row, "onnx") + "|")
+
+
+def format_block_row(row: dict) -> str:
+    pays = "yes" if row["tflite"]["speedup"] >= 1.0 else "**no**"
+    return (f"| {row['shape']} | {row['method']} {tuple(row['rank'])} | {row['flops_cut']:.2f}x "
+            + _runtime_cells(row, "tflite") + _runtime_cells(row, "onnx") + f"| {pays} |")
+
+
+MODEL_HEADER = ("| model | compression | FLOPs | FLOPs cut | LiteRT ms (orig -> comp) | speedup | ratio "
+                "| naive LiteRT ms | speedup | ratio | ORT ms | speedup | ratio |\n" + "|---" * 13 + "|")
+BLOCK_HEADER = ("| block shape | method (rank) | FLOPs cut | LiteRT ms (layer -> block) | speedup | ratio "
+                "| ORT ms | speedup | ratio | pays on LiteRT |\n" + "|---" * 10 + "|")
+
+
+def write_results(out: Path, result: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Lowering latency (bench/lowering_latency.py)", "",
+             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
+             f"Machine: {result['system']['cpu_model']}, {result['system']['cpu_count']} cores (shared with "
+             f"other jobs: read small differences as noise); LiteRT {result['runtimes']['tflite']}, "
+             f"onnxruntime {result['runtimes']['onnx']}; 1 thread; p50 of interleaved runs.", "",
+             "ratio = latency speedup / FLOPs cut (1.0 = latency follows FLOPs).", "",
+             "## Models compressed at fixed ranks", "", MODEL_HEADER,
+             *map(format_model_row, result["models"]), "",
+             "## One layer vs its factorized block", "", BLOCK_HEADER, *map(format_block_row, result["blocks"]), "",
+             "## Where factorizing stops paying (LiteRT)", "", "| block shape | method | faster than the layer from "
+             "FLOPs cut | best ratio |", "|---|---|---|---|"]
+    for entry in result["break_even"]:
+        pays = "never (measured cuts)" if entry["pays_from_cut"] is None else f"{entry['pays_from_cut']:.2f}x"
+        lines.append(f"| {entry['shape']} | {entry['method']} | {pays} | {entry['best_ratio']:.2f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two models, five block shapes, shorter timing")
+    parser.add_argument("--out", default="bench/results/lowering_latency", help="results path without suffix")
+    parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--skip-blocks", action="store_true")
+    args = parser.parse_args(argv)
+    timing = QUICK_TIMING if args.quick else Timing
+    import ai_edge_litert
+    import onnxruntime
+
+    result = {"command": "python " + " ".join([sys.argv[0]] + (argv or sys.argv[1:])),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "system": runner.system_info(),
+              "runtimes": {"tflite": getattr(ai_edge_litert, "__version__", runner.find_tflite_runtime()[1]),
+                           "onnx": onnxruntime.__version__}}
+    print(MODEL_HEADER)
+    result["models"] = [] if args.skip_models else model_rows(QUICK_MODELS if args.quick else MODEL_CASES, timing)
+    print(BLOCK_HEADER)
+    labels = QUICK_SHAPES if args.quick else [shape[0] for shape in BLOCK_SHAPES]
+    result["blocks"] = [] if args.skip_blocks else block_rows(labels, timing)
+    result["break_even"] = break_even(result["blocks"])
+    write_results(Path(args.out), result)
+    print(f"wrote {args.out}.md and {args.out}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
