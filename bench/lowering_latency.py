@@ -5,6 +5,7 @@ Part 1, models compressed at fixed ranks: original and compressed, both through 
 both without passes and with a dynamic batch (as the issue's hand measurement did).
 Part 2, one layer vs its factorized block, per block shape and method, at FLOPs cuts near 2x/4x/8x/16x: where a
 block stops paying (speedup < 1) and how close the speedup gets to the FLOPs cut.
+Part 3, rank alignment: the same block at ranks just below, at and above multiples of 16 (XNNPACK's channel tile).
 
     python bench/lowering_latency.py [--quick] [--out bench/results/lowering_latency]
 """
@@ -32,7 +33,7 @@ from edgecompress.lower import onnx as onnx_export  # noqa: E402
 from edgecompress.lower import tflite as tflite_export  # noqa: E402
 
 CUT_TARGETS = (2.0, 4.0, 8.0, 16.0)
-Timing = dict(min_runs=300, min_secs=1.5, max_secs=6.0)
+TIMING = dict(min_runs=200, min_secs=1.0, max_secs=4.0)
 QUICK_TIMING = dict(min_runs=100, min_secs=0.4, max_secs=2.0)
 
 
@@ -247,6 +248,25 @@ def break_even(rows: list[dict]) -> list[dict]:
     return list(summary.values())
 
 
+# ----------------------------------------------------------------------------------------------- part 3
+ALIGNMENT_SHAPE = ("conv2d 16x16 128->128 k3", "conv2d", (16, 16, 128), 128, 3)
+ALIGNMENT_RANKS = (15, 16, 17, 31, 32, 33, 47, 48, 49)
+
+
+def alignment_rows(timing) -> list[dict]:
+    label, kind, shape, out_channels, kernel = ALIGNMENT_SHAPE
+    keras.utils.set_random_seed(0)
+    original = single_layer(kind, shape, out_channels, kernel)
+    base = artifacts(original, with_naive=False)
+    rows = []
+    for rank in ALIGNMENT_RANKS:
+        row = compare(base, artifacts(compress_model(original, {"layer": ("tucker", rank)}), False), timing)
+        row.update(shape=label, method="tucker", rank=[rank, rank])
+        rows.append(row)
+        print(format_block_row(row), flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------- output
 def _runtime_cells(row: dict, key: str) -> str:
     if key not in row:
@@ -285,6 +305,8 @@ def write_results(out: Path, result: dict) -> None:
              "## Models compressed at fixed ranks", "", MODEL_HEADER,
              *map(format_model_row, result["models"]), "",
              "## One layer vs its factorized block", "", BLOCK_HEADER, *map(format_block_row, result["blocks"]), "",
+             "## Rank alignment: Tucker ranks around multiples of 16", "", BLOCK_HEADER,
+             *map(format_block_row, result["alignment"]), "",
              "## Where factorizing stops paying (LiteRT)", "", "| block shape | method | faster than the layer from "
              "FLOPs cut | best ratio |", "|---|---|---|---|"]
     for entry in result["break_even"]:
@@ -300,7 +322,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-blocks", action="store_true")
     args = parser.parse_args(argv)
-    timing = QUICK_TIMING if args.quick else Timing
+    timing = QUICK_TIMING if args.quick else TIMING
     import ai_edge_litert
     import onnxruntime
 
@@ -314,6 +336,7 @@ def main(argv=None) -> int:
     labels = QUICK_SHAPES if args.quick else [shape[0] for shape in BLOCK_SHAPES]
     result["blocks"] = [] if args.skip_blocks else block_rows(labels, timing)
     result["break_even"] = break_even(result["blocks"])
+    result["alignment"] = [] if args.skip_blocks else alignment_rows(timing)
     write_results(Path(args.out), result)
     print(f"wrote {args.out}.md and {args.out}.json")
     return 0

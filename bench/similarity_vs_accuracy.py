@@ -29,7 +29,7 @@ from edgecompress.select.similarity import metrics  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AGGREGATES = {"mean": lambda s: float(np.mean(s)), "sum_log": lambda s: float(np.sum(np.log(np.clip(s, 1e-3, 1))))}
-KEEP_PROBABILITY = 0.2
+KEEP_PROBABILITY = 0.25
 
 
 def all_metrics(scorer, method: str, rank) -> dict[str, float]:
@@ -41,14 +41,14 @@ def all_metrics(scorer, method: str, rank) -> dict[str, float]:
 
 
 def random_configuration(run, rng) -> dict[str, tuple[str, tuple]]:
-    """Per searchable layer: kept (20%) or a random method at a rank drawn towards the cheap end."""
+    """Per searchable layer: kept (KEEP_PROBABILITY) or a random method at a uniformly drawn candidate rank."""
     choices = {}
     for name, task in run.tasks.items():
         if not task.searched or rng.random() < KEEP_PROBABILITY:
             continue
         method = task.methods[rng.integers(len(task.methods))]
         ranks = get(method).ranks(task.info)
-        choices[name] = (method, ranks[int(len(ranks) * rng.random() ** 2)])
+        choices[name] = (method, ranks[int(rng.integers(len(ranks)))])
     return choices
 
 
@@ -103,8 +103,8 @@ def markdown(table: list[dict], rows: list[dict], args) -> str:
     columns = list(table[0])
     lines = ["# Similarity metric vs accuracy (bench/similarity_vs_accuracy.py)", "",
              f"{len(rows)} random configurations ({args.configs} per model: {args.models}); each layer kept with "
-             f"probability {KEEP_PROBABILITY} or given a random applicable method at a rank drawn towards the cheap "
-             f"end; fine-tuned {args.epochs} epoch(s) on {args.train} training images; top-1 on 2000 test images. "
+             f"probability {KEEP_PROBABILITY} or given a random applicable method at a uniformly drawn candidate "
+             f"rank; fine-tuned {args.epochs} epoch(s) on {args.train} training images; top-1 on 2000 test images. "
              f"Spearman rho between the configuration's score (metric:aggregate over its layers, kept layers = 1) "
              f"and its top-1 change from the original; higher is better.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

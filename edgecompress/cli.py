@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import traceback
 
@@ -25,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(signum, frame):
+    """SIGTERM unwinds like Ctrl-C, so every atomic writer removes its temporary file."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from edgecompress.errors import EdgeCompressError
 
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.func(args) or 0)
     except EdgeCompressError as error:

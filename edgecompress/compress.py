@@ -20,7 +20,7 @@ from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import rebuild
-from edgecompress.select import budgets
+from edgecompress.select import allocate, budgets
 from edgecompress.select.allocate import DEFAULT_LOSS
 from edgecompress.select.baselines import DEFAULT_KNOBS
 from edgecompress.select.capture import (DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, Progress, capture,
@@ -112,8 +112,9 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
     get_metric(config.metric)
     if budget and budget.kind == "latency":
         budgets.require_cost_table(budget)
-        raise BudgetError(f"budget {budget.text!r}: latency budgets are not wired to the cost tables yet; "
-                          f"use params= or flops=")
+        if config.select != "similarity":
+            raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity only; "
+                              f"give {config.select} a params= or flops= budget")
     if budget and budget.kind == "accuracy-drop" and y is None:
         raise BudgetError(f"budget {budget.text!r} needs labelled calibration data to measure accuracy; add "
                           f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
@@ -151,7 +152,11 @@ class CompressionRun:
     def make_selector(self):
         """Fail fast on an unreachable budget, then capture, then search (ours) or score (baselines)."""
         config, kind = self.config, self.fraction_kind()
-        baseline = None
+        baseline, table = None, None
+        if self.budget and self.budget.kind == "latency":
+            from edgecompress.bench.costtable import CostTable
+
+            table = CostTable(self.budget.target)  # an unknown or emulated target fails here, before any work
         if config.select != "similarity":
             baseline = BaselineSelector(self.folded, self.tasks, config.select, config.methods == "hybrid")
         if kind:
@@ -168,18 +173,33 @@ class CompressionRun:
         if baseline is None:
             selector = SimilaritySelector(self.folded, self.tasks, samples, metric, config.levels,
                                           config.cp_search_iterations, config.rule, self.progress, config.loss)
+            if table is not None:
+                self._measure_latency(selector, table)
         else:
             selector = baseline
             selector.scorers = make_scorers(self.folded, self.tasks, samples, metric, config.cp_search_iterations)
         self.stats["search_s"] = time.perf_counter() - started
         return selector
 
+    def _measure_latency(self, selector, table) -> None:
+        """Latency budgets count the searched layers' blocks, each timed alone on the target (cost table)."""
+        started = time.perf_counter()
+        selector.attach_latency(table, self.folded)
+        original_ms = sum(front.original_latency_ms for front in selector.fronts.values())
+        cheapest_ms = allocate.cheapest_total(selector.fronts, "latency")
+        self.stats.update(latency_s=time.perf_counter() - started, latency_before_ms=original_ms)
+        if cheapest_ms > self.budget.value * original_ms:
+            raise budgets.unreachable(self.budget, cheapest_ms, original_ms, ",".join(self.methods))
+
     def choose(self, selector) -> dict[str, Point]:
         kind, config = self.fraction_kind(), self.config
         if kind:
             limit = budgets.cost_limit(self.budget, self.total(kind))
             chosen = selector.choose(kind, limit, _fixed_cost(self.tasks, kind))
-        elif self.budget is not None:  # accuracy-drop (latency was refused in _check_inputs)
+        elif self.budget is not None and self.budget.kind == "latency":
+            chosen = selector.choose("latency", self.budget.value * self.stats["latency_before_ms"], 0)
+            self.stats["latency_after_ms"] = allocate.total_cost(chosen, "latency")
+        elif self.budget is not None:
             chosen = self._accuracy_search(selector)
         elif config.select == "similarity":
             chosen = selector.default(config.threshold)
@@ -261,7 +281,10 @@ class CompressionRun:
             data["threshold" if config.select == "similarity" else "knob"] = (
                 config.threshold if config.select == "similarity" else
                 (config.knob if config.knob is not None else DEFAULT_KNOBS[config.select]))
-        for key in ("accuracy_before", "accuracy_compressed", "params_fraction"):
+        if "latency_after_ms" in self.stats:
+            achieved["latency"] = round(self.stats["latency_after_ms"] / self.stats["latency_before_ms"], 6)
+        for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
+                    "latency_after_ms"):
             if key in self.stats:
                 data[key] = round(float(self.stats[key]), 6)
         return data

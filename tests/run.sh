@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(dataset-fashion-mnist openssh-server qemu-user-static debootstrap binfmt-support)
+DEBIAN_PACKAGES=(dataset-fashion-mnist openssh-server openssh-client passwd python3.11 python3-venv qemu-user-static debootstrap)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for package in "${DEBIAN_PACKAGES[@]}"; do

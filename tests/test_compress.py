@@ -68,6 +68,8 @@ BAD_INPUTS = [
     (["--data", "calib.npz", "--budget", "params=lots"], "not a number"),
     (["--data", "calib.npz", "--budget", "speed=2"], "KIND=VALUE"),
     (["--data", "calib.npz", "--epochs", "2"], "--finetune-data"),
+    (["--data", "calib.npz", "--budget", "latency=0.5@host", "--select", "vbmf"], "similarity only"),
+    (["--data", "calib.npz", "--budget", "latency=0.5@nosuchtarget"], "nosuchtarget"),
 ]
 
 
@@ -99,3 +101,28 @@ def test_interrupt_leaves_no_partial_files(files, tmp_path, signum):
     assert process.returncode != 0, err.decode()
     assert not out.exists() or not any(out.iterdir())
     assert not list(Path(tmp_path).glob("**/*.tmp*"))
+
+
+class _FlopsTable:
+    """Stands in for bench.costtable.CostTable: 'latency' = block FLOPs / 1e6 + 0.01 ms, no device needed."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def latency_many(self, requests):
+        from edgecompress.graph.accounting import chain_cost
+
+        return [chain_cost([type(l).from_config(l.get_config()) for l in block], (1, *shape))[1] / 1e6 + 0.01
+                for block, shape in requests]
+
+
+def test_latency_budget_uses_the_targets_cost_table(monkeypatch):
+    import edgecompress.bench.costtable as costtable
+
+    monkeypatch.setattr(costtable, "CostTable", _FlopsTable)
+    result = compress(trained_tiny_cnn(), calibration(128),
+                      CompressConfig(budget="latency=0.5@host", methods="tucker,svd", samples_per_layer=256))
+    budget = result.plan.budget
+    assert budget["kind"] == "latency" and budget["achieved"]["latency"] <= 0.5
+    assert budget["latency_after_ms"] <= 0.5 * budget["latency_before_ms"]
+    assert any(layer.method for layer in result.plan.layers)

@@ -92,13 +92,20 @@ class Target:
         code = proc.returncode
         signal_number = -code if code < 0 else code - 128 if 128 < code < 160 else None
         if signal_number:
-            name = signal.Signals(signal_number).name if signal_number in signal.Signals._value2member_map_ else ""
+            name = _signal_name(signal_number)
             return TargetError(f"target {self.name}: the runner crashed with signal {signal_number} {name}; the model "
                                f"may be corrupt or use ops this runtime lacks (stderr: {last_line(proc.stderr)})")
         if code == 127:
             return TargetError(f"target {self.name}: python not found ({last_line(proc.stderr)}); install Python 3 "
                                f"on the target (apt install python3) or set 'python' in its .toml")
         return TargetError(f"target {self.name}: runner failed with exit code {code}: {last_line(proc.stderr)}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return ""
 
 
 def staged_files(models: list[Path], data: Path | None) -> list[tuple[Path, str]]:

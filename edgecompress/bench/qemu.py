@@ -56,6 +56,13 @@ class QemuTarget(Target):
         filesystem first; rootfs.build shadows the host's CPU lists in /sys there (LiteRT crashes on them)."""
         return [self.config["qemu"], "-L", str(self.root), str(self.root) + self.config["python"]]
 
+    def parse(self, proc: subprocess.CompletedProcess, staged: dict[str, str]) -> dict:
+        """The runner's result, its CPU named for what it is: the host's CPU translating arm64 code."""
+        result = super().parse(proc, staged)
+        system = result.get("system", {})
+        system["cpu_model"] = f"emulated {system.get('machine', 'arm64')} (qemu-user) on {system.get('cpu_model')}"
+        return result
+
     def execute(self, files: list[tuple[Path, str]], runner_args: list[str],
                 timeout_s: float) -> subprocess.CompletedProcess:
         (self.root / "tmp").mkdir(exist_ok=True)

@@ -104,10 +104,12 @@ def plot_pareto(result: BenchResult, path: str | os.PathLike) -> Path:
             axes.annotate(point[0], (point[index], point[3]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         front = pareto_front(list(zip(xs, ys)))
         axes.plot([xs[i] for i in front], [ys[i] for i in front], drawstyle="steps-post", color="tab:red",
-                  label="Pareto front")
+                  marker="o", markersize=11, markerfacecolor="none", label="Pareto front")
         axes.set_xlabel(label)
         axes.set_ylabel("top-1 accuracy")
-        axes.legend(loc="lower right", fontsize=7)
+        axes.margins(0.2)  # room for the labels of points at the edges
+        axes.locator_params(nbins=5)
+        axes.legend(loc="best", fontsize=7)
     figure.suptitle(f"Accuracy trade-offs on {result.target['name']}" + (" — EMULATED" if result.emulated else ""))
     return _save(figure, path)
 

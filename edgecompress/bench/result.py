@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 SCHEMA = "edgecompress.bench/1"
-EMULATED_NOTE = "emulated: times come from qemu-user on {host_cpu}; never compare them with a device's"
+EMULATED_NOTE = ("emulated timing ({host_cpu}): never compare these times with a device's; peak RSS includes "
+                 "the emulator")
 
 
 @dataclass

@@ -56,19 +56,24 @@ def build(cache_dir: Path, config: TargetConfig, python_command: Callable[[], li
 
 
 def _preflight(config: TargetConfig) -> None:
+    """Refuse early, before any download: unknown arch, missing qemu."""
     if config["arch"] not in PIP_ARCH:
         raise TargetError(f"target {config.name}: arch {config['arch']!r} is not supported; use arm64")
-    missing = [tool for tool, package in (("debootstrap", "debootstrap"), ("dpkg-deb", "dpkg"),
-                                          (config["qemu"], "qemu-user-static")) if shutil.which(tool) is None]
+    if shutil.which(config["qemu"]) is None:
+        raise TargetError(f"target {config.name}: setup needs {config['qemu']}: apt-get install qemu-user-static")
+
+
+def _require_debootstrap(config: TargetConfig) -> None:
+    missing = [tool for tool in ("debootstrap", "dpkg-deb") if shutil.which(tool) is None]
     if missing:
-        raise TargetError(f"target {config.name}: setup needs {', '.join(missing)}: "
-                          f"apt-get install debootstrap qemu-user-static")
+        raise TargetError(f"target {config.name}: setup needs {', '.join(missing)}: apt-get install debootstrap")
     if os.geteuid() != 0:
         raise TargetError(f"target {config.name}: debootstrap needs root: run "
                           f"`sudo edgecompress target setup {config.name}`")
 
 
 def _debootstrap(root: Path, config: TargetConfig, progress: Progress) -> None:
+    _require_debootstrap(config)
     if root.exists():  # a partial tree from an interrupted run
         shutil.rmtree(root)
     mirror = config["mirror"] or apt_mirror(config["suite"])

@@ -100,7 +100,7 @@ def find_tflite_runtime(prefer: str | None = None):
                       % (wanted, sys.executable, INSTALL_TFLITE))
 
 
-def find_onnx_runtime(prefer: str | None = None):
+def find_onnx_runtime():
     try:
         import onnxruntime
     except ImportError:
@@ -441,7 +441,7 @@ def accuracy(entry: dict, x, y, args) -> dict:
 
 def system_info() -> dict:
     return {"cpu_model": cpu_model(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "os": platform.platform(), "python": platform.python_version(),
+            "os": platform.platform(), "python": platform.python_version(), "python_executable": sys.executable,
             "numpy": getattr(np, "__version__", None), "hostname": platform.node()}
 
 

@@ -105,7 +105,10 @@ def load_data(data, model: keras.Model) -> tuple[np.ndarray | None, np.ndarray |
 
     if data is None:
         return None, None
-    x, y = load_npz(data) if isinstance(data, (str, os.PathLike)) else (data if isinstance(data, tuple) else (data, None))
+    if isinstance(data, (str, os.PathLike)):
+        x, y = load_npz(data)
+    else:
+        x, y = data if isinstance(data, tuple) else (data, None)
     expected = tuple(model.inputs[0].shape[1:])
     if tuple(np.shape(x)[1:]) != expected:
         where = data if isinstance(data, (str, os.PathLike)) else "data"

@@ -40,6 +40,11 @@ def spatial_config(layer, ndim: int) -> tuple[tuple, tuple, tuple, str | None]:
     return (1,) * ndim, strides, (1,) * ndim, None
 
 
+def carries_bias_or_activation(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return bool(getattr(layer, "use_bias", False)) or activation not in (None, keras.activations.linear)
+
+
 def why_not_composable(layers, ndim: int) -> str | None:
     for layer in layers:
         if not isinstance(layer, _CONVS + _POINTWISE):
@@ -47,7 +52,7 @@ def why_not_composable(layers, ndim: int) -> str | None:
         if getattr(layer, "groups", 1) != 1 or getattr(layer, "data_format", "channels_last") != "channels_last":
             return f"{layer.name} is grouped or channels_first"
     for layer in layers[:-1]:
-        if getattr(layer, "use_bias", False) or getattr(layer, "activation", None) not in (None, keras.activations.linear):
+        if carries_bias_or_activation(layer):
             return f"{layer.name} has a bias or activation before the last factor"
     if ndim == 0 and not all(isinstance(layer, keras.layers.Dense) for layer in layers):
         return "a TT-matrix factor on a flat input has no single-layer equivalent here"

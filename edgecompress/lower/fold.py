@@ -5,6 +5,7 @@ import keras
 
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.rebuild import rebuild
+from edgecompress.lower.compose import carries_bias_or_activation
 from edgecompress.lower.naming import block_original
 from edgecompress.lower.passes import PassResult, fresh_copy, linear_links
 
@@ -64,9 +65,8 @@ def _activations_inside_blocks(model: keras.Model) -> str:
     links = linear_links(model)
     offenders = []
     for layer in model.layers:
-        nxt = links.get(layer.name)
-        same_block = nxt is not None and block_original(layer.name) and block_original(layer.name) == block_original(nxt)
-        if same_block and (getattr(layer, "use_bias", False) or
-                           getattr(layer, "activation", keras.activations.linear) is not keras.activations.linear):
+        block = block_original(layer.name)
+        same_block = block is not None and layer.name in links and block_original(links[layer.name]) == block
+        if same_block and carries_bias_or_activation(layer):
             offenders.append(layer.name)
     return f"bias/activation on non-last factors: {', '.join(offenders)}" if offenders else ""

@@ -143,7 +143,8 @@ def lower_run(run: list, steps_by_layer: dict) -> dict[str, list]:
         for step in steps_by_layer[layer.name]:
             view = next(views)
             if view != current:
-                emitted.append(SpatialView(view_shape(view, spatial, channels), name=pass_layer_name(step.name, "view")))
+                target_shape = view_shape(view, spatial, channels)
+                emitted.append(SpatialView(target_shape, name=pass_layer_name(step.name, "view")))
                 current = view
             conv, spatial, channels = _emit(step, view, spatial, channels)
             emitted.append(conv)

@@ -115,7 +115,10 @@ def _best_upgrade(front: LayerFront, current: Point, kind: str, slack: int) -> P
 
 def _larger_rank(front: LayerFront, current: Point, kind: str, budget: int) -> Point | None:
     """The largest listed rank of the method that fits, then one mode at a time (+1, cheapest step first)
-    while a step still fits: fine steps are what bring a total within a hair of the limit."""
+    while a step still fits: fine steps are what bring a total within a hair of the limit. Analytic costs
+    only: latencies are known for measured points alone."""
+    if kind == "latency":
+        return None
     method = get(current.method)
     larger = [r for r in front.ranks.get(current.method, [])
               if r != current.rank and all(a >= b for a, b in zip(r, current.rank))]

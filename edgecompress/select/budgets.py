@@ -77,8 +77,8 @@ def cost_limit(budget: Budget, original_total: int) -> int:
     return int(math.floor(budget.value * original_total))
 
 
-def unreachable(budget: Budget, best_total: int, original_total: int, methods: str) -> BudgetError:
-    best = best_total / max(original_total, 1)
+def unreachable(budget: Budget, best_total: float, original_total: float, methods: str) -> BudgetError:
+    best = best_total / (original_total or 1)
+    suggestion = f"{budget.kind}>={best:.4f}" + (f"@{budget.target}" if budget.target else "")
     return BudgetError(f"budget {budget.text!r} cannot be met: the cheapest plan with methods {methods} keeps "
-                       f"{best:.4f} of the candidate layers' {budget.kind}; use {budget.kind}>={best:.4f} "
-                       f"or allow more methods")
+                       f"{best:.4f} of the candidate layers' {budget.kind}; use {suggestion} or allow more methods")

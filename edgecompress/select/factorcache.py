@@ -23,7 +23,7 @@ from edgecompress.factorize import Factors, get
 from edgecompress.factorize.cp import CP_MAX_ITERATIONS
 from edgecompress.graph.layers import LayerInfo
 
-CP_SEARCH_ITERATIONS = 12
+CP_SEARCH_ITERATIONS = 10
 
 
 class FactorCache:

@@ -7,6 +7,8 @@ level serves all), and the cheapest rank is always scored so the cheapest plan s
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -18,8 +20,8 @@ from edgecompress.select.score import LayerScorer
 from edgecompress.select.similarity import Metric
 
 # Target similarity levels: denser near 1, where the budgets people use end up.
-DEFAULT_LEVELS = (0.5, 0.7, 0.8, 0.88, 0.93, 0.96, 0.98, 0.99, 0.995, 0.998)
-COST_KINDS = ("params", "flops")
+DEFAULT_LEVELS = (0.5, 0.75, 0.88, 0.94, 0.97, 0.985, 0.993, 0.998)
+COST_KINDS = ("params", "flops", "latency")
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,10 @@ class Point:
     params: int
     flops: int
     similarity: float
+    latency_ms: float = math.nan  # measured on a target for latency budgets, else unknown
 
-    def cost(self, kind: str) -> int:
-        return self.params if kind == "params" else self.flops
+    def cost(self, kind: str) -> float:
+        return {"params": self.params, "flops": self.flops, "latency": self.latency_ms}[kind]
 
 
 def cheapest_meeting(count: int, score: Callable[[int], float], levels: Sequence[float]) -> dict[float, int | None]:
@@ -76,13 +79,21 @@ class LayerFront:
     points: list[Point]
     reasons: dict[str, str] = field(default_factory=dict)
     ranks: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+    original_latency_ms: float = math.nan
 
     @property
     def original(self) -> Point:
-        return Point(None, None, self.info.params, self.info.flops, 1.0)
+        return Point(None, None, self.info.params, self.info.flops, 1.0, self.original_latency_ms)
 
     def front(self, kind: str) -> list[Point]:
-        return pareto(self.points + [self.original], kind)
+        """Pareto front on `kind`; for latency only the points measured on the target take part."""
+        candidates = self.points + [self.original]
+        return pareto([p for p in candidates if not math.isnan(p.cost(kind))], kind)
+
+    def with_latencies(self, latency_ms: dict, original_ms: float) -> "LayerFront":
+        """A copy whose points carry the latencies measured for them ({(method, rank): ms})."""
+        points = [dataclasses.replace(p, latency_ms=latency_ms.get((p.method, p.rank), math.nan)) for p in self.points]
+        return LayerFront(self.info, points, self.reasons, self.ranks, original_ms)
 
 
 def search_method(scorer: LayerScorer, method: str, ranks: Sequence[tuple[int, ...]],

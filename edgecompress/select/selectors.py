@@ -70,6 +70,25 @@ class SimilaritySelector:
             return allocate.allocate_greedy(self.fronts, kind, limit, fixed_cost, self.loss)
         return allocate.allocate_threshold(self.fronts, kind, limit, fixed_cost)
 
+    def attach_latency(self, table, model) -> None:
+        """Measure on `table`'s target each layer as it is and every block on its params front (one runner
+        call for all shapes not cached yet); the fronts then answer for kind "latency"."""
+        requests, keys = [], []
+        for name, front in self.fronts.items():
+            shape = tuple(front.info.input_shape)
+            requests.append(([model.get_layer(name)], shape))
+            keys.append((name, None))
+            for point in front.front("params"):
+                if point.method is not None:
+                    factors = self.scorers[name].cache.search(point.method, point.rank)
+                    requests.append((get(point.method).build(front.info, factors), shape))
+                    keys.append((name, (point.method, point.rank)))
+        measured: dict[str, dict] = {name: {} for name in self.fronts}
+        for (name, key), latency_ms in zip(keys, table.latency_many(requests)):
+            measured[name][key] = latency_ms
+        self.fronts = {name: front.with_latencies(measured[name], measured[name].pop(None))
+                       for name, front in self.fronts.items()}
+
     def restricted(self, methods: Sequence[str]) -> "SimilaritySelector":
         """The same search seen through fewer methods (single-method runs): layers none of them applies to
         drop out of the fronts and count as kept. Shares the scorers, so nothing is searched again."""

@@ -234,7 +234,7 @@ def board():
     if sshd is None:
         _missing_sshd("sshd is not installed: apt-get install openssh-server")
     if os.geteuid() != 0 or shutil.which("useradd") is None:
-        _missing_sshd("the ssh tests create a throwaway user and need root (useradd)")
+        pytest.skip("the ssh tests create a throwaway user with useradd, which needs root")
     root = Path(tempfile.mkdtemp(prefix="ecbench-ssh-", dir="/tmp"))
     root.chmod(0o755)  # the throwaway user must reach its home and venv inside
     started = Board(root)

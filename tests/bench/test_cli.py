@@ -80,3 +80,12 @@ def test_target_without_an_interpreter_says_what_to_install(models, tmp_path, ca
 
 def test_not_a_model_file(data, tmp_path, capsys):
     _fails_cleanly(["bench", str(data)], capsys, tmp_path, "cannot benchmark a .npz file")
+
+
+def test_runner_crash_is_one_line(models, tmp_path, capsys):
+    crashing = tmp_path / "python3"
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    target = write_toml(tmp_path / "crash.toml", kind="host", python=str(crashing))
+    _fails_cleanly(["bench", str(models["base"]), "--target", str(target)], capsys, tmp_path,
+                   "the runner crashed with signal 11 SIGSEGV")

@@ -63,6 +63,7 @@ def test_result_has_every_measurement(models, data):
     assert result["settings"]["warmup_rounds_done"] >= 1 and result["comparisons"] == []
     assert model["size_bytes"] == models["base"].stat().st_size
     assert model["init_ms"] > 0 and model["first_run_ms"] > 0 and model["runs"] >= 10
+    assert model["peak_rss_alone_bytes"] is None  # a single model: the process peak is its own
     assert len(model["samples_ms"]) == model["runs"] == model["latency_ms"]["n"]
     latency = model["latency_ms"]
     assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
@@ -74,7 +75,10 @@ def test_result_has_every_measurement(models, data):
 def test_int8_model_is_fed_quantized_inputs(models, data):
     proc = run_runner(models["base"], models["base_int8"], "--data", data, "--outputs", *QUICK_ARGS)
     assert proc.returncode == 0, proc.stderr
-    fp32, int8 = json.loads(proc.stdout)["models"]
+    result = json.loads(proc.stdout)
+    fp32, int8 = result["models"]
+    for model in (fp32, int8):  # each model's peak in a process of its own, below the shared process's peak
+        assert 10 * 2**20 < model["peak_rss_alone_bytes"] <= result["peak_rss_bytes"] * 1.05
     assert int8["inputs"][0]["dtype"] == "int8" and int8["accuracy"]["output_quantization"]["scale"] > 0
     agreement = np.mean(np.array(fp32["accuracy"]["top1"]) == np.array(int8["accuracy"]["top1"]))
     assert agreement >= 0.8  # quantized inputs: the int8 model mostly agrees with its float original

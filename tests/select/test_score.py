@@ -6,7 +6,7 @@ import pytest
 from edgecompress.factorize import applicable_pairs, get
 from edgecompress.graph.layers import describe
 from edgecompress.select.capture import capture
-from edgecompress.select.score import apply_activation, effective_kernel, patch_info
+from edgecompress.select.score import apply_activation, effective_kernel, fast_kernel, patch_info
 from tests.conftest import run_chain, single_layer_model
 from tests.factorize.layer_cases import make_layer, variant_cases
 
@@ -41,3 +41,15 @@ def test_full_rank_effective_kernel_is_the_layer_kernel(method, kind):
     weights, bias = effective_kernel(method, patch_info(info, samples), factors)
     np.testing.assert_allclose(weights, layer.kernel.numpy().reshape(weights.shape), atol=1e-4)
     np.testing.assert_allclose(bias, layer.bias.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("method, kind, stride, padding, dilation", variant_cases(applicable_pairs()))
+def test_numpy_kernel_from_factors_equals_the_built_blocks(method, kind, stride, padding, dilation):
+    layer, info, x, samples = _setup(method, kind, stride, padding, dilation)
+    chosen = get(method)
+    rank = chosen.ranks(info)[0] if chosen.ranks(info) else 1
+    factors = chosen.decompose(info, layer.kernel.numpy(), layer.bias.numpy(), rank)
+    built = effective_kernel(method, patch_info(info, samples), factors)
+    fast = fast_kernel(method, patch_info(info, samples), factors)
+    np.testing.assert_allclose(fast[0], built[0], atol=1e-4)
+    np.testing.assert_allclose(fast[1], built[1], atol=1e-5)

@@ -1,0 +1,140 @@
+"""Compression table: on the zoo models trained on Fashion-MNIST, every single method, hybrid, and the VBMF /
+energy / uniform baselines at the same params budget: conv / FC param cut, FLOPs cut, top-1 before, after
+compression, after one-shot fine-tuning. One similarity search per model serves every similarity row
+(single methods are the hybrid search restricted to one method). Prints Markdown, saves bench/results/.
+
+Run: python bench/compress_table.py [--models lenet5,vgg --budget 0.15 --train 10000 --epochs 1]
+Single-method rows compress only the layers their method applies to, each to the budget fraction of those
+layers' params (Tucker/CP/TT: conv layers; SVD/QR/TT-matrix: dense and 1x1 conv layers).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgecompress import data, zoo  # noqa: E402
+from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
+from edgecompress.errors import BudgetError  # noqa: E402
+from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy  # noqa: E402
+from edgecompress.select.selectors import BaselineSelector  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("tucker", "cp", "tt", "svd", "qr", "ttm")
+BASELINES = ("vbmf", "energy", "uniform")
+COLUMNS = ("model", "selection", "kept", "conv_cut", "fc_cut", "flops_cut", "top1_original", "top1_compressed",
+           "top1_finetuned", "drop", "note")
+
+
+def load(name: str, train: int, test: int):
+    ds = data.load_fashion_mnist(view=zoo.dataset_for(name), train_limit=train + 512, test_limit=test)
+    calibration = (ds.x_train[-512:], ds.y_train[-512:])
+    return zoo.pretrained(name), calibration, (ds.x_train[:train], ds.y_train[:train]), (ds.x_test, ds.y_test)
+
+
+def fixed_cost(run, fronts) -> int:
+    return sum(task.info.params for name, task in run.tasks.items() if name not in fronts)
+
+
+def selections(run, selector, fraction: float):
+    """(label, selector, limit, fixed cost) for every row; limits in params of the conv/dense layers."""
+    total = run.total("params")
+    for method in METHODS:
+        view = selector.restricted([method])
+        own = total - fixed_cost(run, view.fronts)
+        yield method, view, int(fraction * own + (total - own)), fixed_cost(run, view.fronts)
+    yield "hybrid", selector, int(fraction * total), fixed_cost(run, selector.fronts)
+    for name in BASELINES:
+        baseline = BaselineSelector(run.folded, run.tasks, name, hybrid=True)
+        baseline.scorers = selector.scorers
+        yield name, baseline, int(fraction * total), fixed_cost(run, selector.fronts)
+
+
+def row_for(run, label, chooser, limit, fixed, train, test, original, args) -> dict:
+    row = {"model": run.original.name, "selection": label, "top1_original": original, "note": ""}
+    if hasattr(chooser, "fronts") and not chooser.fronts:
+        return {**row, "note": "applies to no layer"}
+    try:
+        choices = {n: p for n, p in chooser.choose("params", limit, fixed).items() if p.method}
+    except BudgetError as error:
+        return {**row, "note": str(error)[:80]}
+    model, finals = run.build(chooser, choices)
+    plan = run.plan(chooser, choices, finals, model)
+    totals = plan.totals()
+    row.update(kept=plan.budget["achieved"]["params"], conv_cut=100 * plan.cut("conv"), fc_cut=100 * plan.cut("dense"),
+               flops_cut=100 * (1 - totals["flops_after"] / totals["flops_before"]),
+               top1_compressed=top1_accuracy(model, *test))
+    config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    finetune(model, *train, config)
+    row["top1_finetuned"] = top1_accuracy(model, *test)
+    row["drop"] = original - row["top1_finetuned"]
+    return row
+
+
+def table_for(name: str, args) -> list[dict]:
+    model, calibration, train, test = load(name, args.train, args.test)
+    started = time.perf_counter()
+    run = CompressionRun(model, *calibration, CompressConfig(budget=f"params={args.budget}"), None)
+    selector = run.make_selector()
+    search_s = time.perf_counter() - started
+    original = top1_accuracy(model, *test)
+    rows = []
+    for label, chooser, limit, fixed in selections(run, selector, args.budget):
+        started = time.perf_counter()
+        rows.append(row_for(run, label, chooser, limit, fixed, train, test, original, args))
+        rows[-1]["seconds"] = time.perf_counter() - started
+        print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
+    rows[0]["note"] = (rows[0]["note"] + f" search {search_s:.0f}s").strip()
+    return rows
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: list[dict], args) -> str:
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    lines = ["# Compression table (bench/compress_table.py)", "",
+             f"Machine: {machine}. Budget: params={args.budget} of the conv/dense layers (`kept` = fraction reached; "
+             f"single methods: that fraction of the layers they apply to). Calibration: 512 training images. "
+             f"Fine-tuning: {args.epochs} epoch(s) on {args.train} training images (labels), Adam {args.learning_rate} "
+             f"cosine; top-1 (%) on {args.test} test images. Cuts are % of params/FLOPs removed (after BN folding).",
+             "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        values = [row.get(c) for c in COLUMNS]
+        values[2] = f"{row['kept']:.3f}" if row.get("kept") is not None else "-"
+        lines.append("| " + " | ".join(cell(v) if i != 2 else v for i, v in enumerate(values)) + " |")
+    lines += ["", f"Command: `python bench/compress_table.py --models {args.models} --budget {args.budget} "
+                  f"--train {args.train} --test {args.test} --epochs {args.epochs}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(zoo.available()))
+    parser.add_argument("--budget", type=float, default=0.15, help="params fraction kept")
+    parser.add_argument("--train", type=int, default=10000)
+    parser.add_argument("--test", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "compress_table.md")
+    args = parser.parse_args(argv)
+    rows = [row for name in args.models.split(",") for row in table_for(name, args)]
+    text = markdown(rows, args)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
