@@ -5,10 +5,12 @@ A method is one file: `decompose()` returns plain numpy factors, `build()` turns
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from edgecompress.errors import UnsupportedLayerError
 from edgecompress.factorize.ranks import Rank, resolve_rank
@@ -110,11 +112,26 @@ class Method:
 _REGISTRY: dict[str, Method] = {}
 
 
+def _one_blas_thread(decompose: Callable) -> Callable:
+    """Decompositions run with one BLAS thread: with TensorFlow's threads (or anything else) on the other core,
+    multi-threaded OpenBLAS spins; measured on 2 cores: SVD of 4096x1024 8.5 s -> 2.0 s, Tucker-2 of
+    3x3x256x256 14 s -> 1.0 s (bench/decompose_speed.py)."""
+
+    @functools.wraps(decompose)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return decompose(*args, **kwargs)
+
+    return wrapper
+
+
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: `@register("tucker")` makes the method available under that name."""
 
     def decorate(cls: type) -> type:
         cls.name = name
+        if "decompose" in vars(cls):
+            cls.decompose = _one_blas_thread(cls.decompose)
         _REGISTRY[name] = cls()
         return cls
 
