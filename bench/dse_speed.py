@@ -14,7 +14,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 
 from edgecompress import data, zoo  # noqa: E402
 from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402

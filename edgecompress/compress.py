@@ -14,12 +14,13 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
-from edgecompress.errors import BudgetError
+from edgecompress.errors import BudgetError, UnsupportedLayerError
 from edgecompress.factorize import available, get
 from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import rebuild
+from edgecompress.graph.surgery import check_finite_weights, check_labels
 from edgecompress.select import allocate, budgets
 from edgecompress.select.allocate import DEFAULT_LOSS
 from edgecompress.select.baselines import DEFAULT_KNOBS
@@ -165,6 +166,9 @@ class CompressionRun:
             _check_reachable(self.budget, self.tasks, cheapest, self.methods)
         started = time.perf_counter()
         scored = [task.info for task in self.tasks.values() if task.reason is None]
+        if not scored:
+            reasons = "; ".join(f"{n}: {t.reason}" for n, t in self.tasks.items()) or "no Conv1D/2D/3D or Dense layer"
+            raise UnsupportedLayerError(f"model {self.original.name!r} has no layer to compress ({reasons})")
         samples = capture(self.folded, self.x, scored, config.memory_cap_bytes, config.samples_per_layer,
                           config.seed, self.progress)
         self.stats.update(capture_s=time.perf_counter() - started, capture_bytes=samples.nbytes)
@@ -235,7 +239,8 @@ class CompressionRun:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
         decomposition reached, similarity)} (TT-SVD may reach a lower rank than asked)."""
         substitutes, finals = {}, {}
-        for name, point in choices.items():
+        choices = {name: point for name, point in choices.items() if point.method is not None}
+        for done, (name, point) in enumerate(choices.items(), start=1):
             scorer = selector.scorers[name]
             if final:
                 factors, similarity = scorer.final(point.method, point.rank)
@@ -243,6 +248,8 @@ class CompressionRun:
             else:
                 factors = scorer.cache.search(point.method, point.rank)
             substitutes[name] = get(point.method).build(self.tasks[name].info, factors)
+            if final and self.progress:
+                self.progress("decompose", done, len(choices))
         return rebuild(self.folded, substitutes), finals
 
     def plan(self, selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
@@ -303,6 +310,8 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     config = config or CompressConfig()
     x, y = as_calibration(calibration)
     check_calibration(model, x, config.calibration_name)
+    check_labels(model, y, config.calibration_name)
+    check_finite_weights(model)
     run = CompressionRun(model, x, y, config, progress)
     selector = run.make_selector()
     started = time.perf_counter()
@@ -314,6 +323,7 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         started = time.perf_counter()
         fx, fy = as_calibration(finetune_data)
         check_calibration(model, fx, "fine-tuning data")
+        check_labels(model, fy, "fine-tuning data")
         result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
         run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run)
     return Compressed(compressed, plan, run.stats)

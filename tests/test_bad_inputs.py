@@ -69,7 +69,7 @@ def corpus(tmp_path_factory):
 COMPRESS_CASES = {
     "empty model": (["compress", "{root}/empty.keras", "--data", "{root}/calib.npz"], ["empty.keras"]),
     "truncated model": (["compress", "{root}/truncated.keras", "--data", "{root}/calib.npz"], ["truncated.keras"]),
-    "no candidate layer": (["compress", "{root}/lstm_only.keras", "--data", "{root}/sequences.npz"], ["candidate"]),
+    "no candidate layer": (["compress", "{root}/lstm_only.keras", "--data", "{root}/sequences.npz"], ["no layer to compress"]),
     "NaN weights": (["compress", "{root}/nan.keras", "--data", "{root}/calib.npz"], ["fc", "nan"]),
     "npz without x": (["compress", "{root}/good.keras", "--data", "{root}/no_x.npz"], ["'x'"]),
     "x of wrong shape": (["compress", "{root}/good.keras", "--data", "{root}/wrong_shape.npz"], ["shape"]),

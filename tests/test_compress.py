@@ -126,3 +126,31 @@ def test_latency_budget_uses_the_targets_cost_table(monkeypatch):
     assert budget["kind"] == "latency" and budget["achieved"]["latency"] <= 0.5
     assert budget["latency_after_ms"] <= 0.5 * budget["latency_before_ms"]
     assert any(layer.method for layer in result.plan.layers)
+
+
+def test_a_model_without_candidate_layers_is_a_clear_error():
+    from edgecompress.errors import UnsupportedLayerError
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.DepthwiseConv2D(3)(inputs))
+    with pytest.raises(UnsupportedLayerError, match="no layer to compress"):
+        compress(model, np.zeros((4, 8, 8, 3), np.float32), CompressConfig(budget="params=0.5"))
+
+
+@pytest.mark.slow
+def test_latency_budget_on_the_host_with_measured_blocks(tmp_path):
+    """The real cost table: each front block converted to TFLite and timed on the host (cached in tmp_path)."""
+    import edgecompress.bench.costtable as costtable
+
+    inputs = keras.Input((16, 16, 32))
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(64, 3, padding="same", name="conv_b")(x))
+    calibration_x = np.random.default_rng(0).normal(size=(16, 16, 16, 32)).astype(np.float32)
+    original_table = costtable.CostTable
+    table = lambda target: original_table(target, cache_path=tmp_path / "latency.json")  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(costtable, "CostTable", table)
+        result = compress(model, calibration_x, CompressConfig(budget="latency=0.6@host", methods="tucker",
+                                                               samples_per_layer=256))
+    assert result.plan.budget["achieved"]["latency"] <= 0.6
+    assert (tmp_path / "latency.json").is_file()

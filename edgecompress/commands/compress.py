@@ -114,7 +114,11 @@ def _output_dir(path: Path):
     created = not path.exists()
     if path.exists() and not path.is_dir():
         raise DataError(f"-o {path}: exists and is not a directory; give a directory for model.keras and plan.json")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"-o {path}: cannot create the output directory ({error.strerror}); "
+                        f"give a writable directory") from error
     try:
         yield path
     finally:

@@ -45,3 +45,23 @@ def compress_model(model: keras.Model, choices: Mapping[str, tuple[str, Rank]],
         kernel, bias = layer_weights(layers[name])
         substitutes[name] = factorize(infos[name], kernel, bias, method, rank)
     return rebuild(model, substitutes)
+
+
+def check_finite_weights(model: keras.Model) -> None:
+    """Raise UnsupportedLayerError naming the first candidate layer whose weights hold NaN or Inf."""
+    from edgecompress.factorize.base import check_finite
+
+    layers = {layer.name: layer for layer in model_layers(model)}
+    for info in describe(model):
+        if info.kind is not None:
+            check_finite(info, list(layer_weights(layers[info.name])))
+
+
+def check_labels(model: keras.Model, y, source: str) -> None:
+    """Labels must index the model's outputs: a DataError naming the file and the class count otherwise."""
+    from edgecompress.errors import DataError
+
+    classes = model.outputs[0].shape[-1]
+    if y is not None and classes and len(y) and int(y.max()) >= classes:
+        raise DataError(f"{source}: label {int(y.max())} is out of range for a model with {classes} outputs; "
+                        f"labels must be integers in 0..{classes - 1}")

@@ -1,9 +1,10 @@
-"""Pass (TFLite): run Conv1D and Conv3D factors as 2-D convs on a reshaped view of the feature map, one view per run.
+"""Pass (TFLite): run Conv1D and Conv3D factors (and 1-D/3-D pooling) as 2-D ops on a reshaped view, one view per run.
 
 Conv1D on (B, L, C) runs on (B, L, 1, C). A Conv3D whose kernel and stride touch only depth runs on (B, D, H*W, C);
 one that leaves depth alone runs on (B*D, H, W, C); a pointwise one on whichever view its neighbours use. So the
 factors of a CP/TT/SVD block on Conv3D become CONV_2D / DEPTHWISE_CONV_2D (fused bias and activation, XNNPACK)
-with a RESHAPE only where the view changes, instead of CONV_3D plus a separate activation op.
+with a RESHAPE only where the view changes, instead of CONV_3D plus a separate activation op. MaxPooling3D and
+AveragePooling3D, which TFLite has no builtin for, become a 2-D pool over (H, W) then one over depth (both separable).
 """
 from __future__ import annotations
 
@@ -37,9 +38,14 @@ class SpatialView(keras.layers.Layer):
         return {**super().get_config(), "target_shape": self.target_shape}
 
 
+POOL_CLASSES = {keras.layers.MaxPooling1D: keras.layers.MaxPooling2D, keras.layers.MaxPooling3D: keras.layers.MaxPooling2D,
+                keras.layers.AveragePooling1D: keras.layers.AveragePooling2D,
+                keras.layers.AveragePooling3D: keras.layers.AveragePooling2D}
+
+
 @dataclass
 class Step:
-    """One 2-D conv to emit: native (1-D/3-D) geometry, its 2-D layer class and arguments, native-shaped weights."""
+    """One 2-D conv or pool to emit: native (1-D/3-D) geometry, its 2-D layer class and arguments, native weights."""
 
     name: str
     layer_class: type
@@ -49,6 +55,7 @@ class Step:
     dilation: tuple
     padding: str
     weights: list = field(default_factory=list)
+    pooling: bool = False
 
     def views(self) -> tuple[str, ...]:
         if len(self.kernel_size) == 1:
@@ -93,6 +100,18 @@ def _axis_depthwise_steps(layer: AxisDepthwise3D) -> list[Step]:
     return steps
 
 
+def _pool_steps(layer) -> list[Step]:
+    """A 1-D pool as one 2-D pool; a 3-D pool as a pool over (H, W) then one over depth, skipping no-op halves."""
+    pool_class = POOL_CLASSES[type(layer)]
+    size, strides = tuple(layer.pool_size), tuple(layer.strides)
+    if len(size) == 1:
+        return [Step(layer.name, pool_class, {}, size, strides, (1,), layer.padding, pooling=True)]
+    halves = [("hw", (1,) + size[1:], (1,) + strides[1:]), ("d", size[:1] + (1, 1), strides[:1] + (1, 1))]
+    return [Step(pass_layer_name(layer.name, tag), pool_class, {}, part_size, part_strides, (1, 1, 1),
+                 layer.padding, pooling=True)
+            for tag, part_size, part_strides in halves if max(part_size + part_strides) > 1]
+
+
 def steps_for(layer, ranks: tuple[int, ...] = (1, 3)) -> list[Step] | None:
     """The 2-D steps a layer becomes, or None when it has no 2-D form here (or its spatial rank is not in `ranks`)."""
     spatial = input_shape_of(layer)[1:-1]
@@ -100,6 +119,8 @@ def steps_for(layer, ranks: tuple[int, ...] = (1, 3)) -> list[Step] | None:
         return None
     if isinstance(layer, AxisDepthwise3D):
         return _axis_depthwise_steps(layer)
+    if type(layer) in POOL_CLASSES and getattr(layer, "data_format", "channels_last") == "channels_last":
+        return _pool_steps(layer)
     eligible = (keras.layers.Conv1D, keras.layers.Conv3D, keras.layers.DepthwiseConv1D)
     if not isinstance(layer, eligible) or getattr(layer, "groups", 1) != 1 or layer.padding not in ("same", "valid"):
         return None
@@ -121,13 +142,17 @@ def choose_views(steps: list[Step]) -> list[str]:
 
 def _emit(step: Step, view: str, spatial: tuple, channels: int):
     kernel_2d = _in_view(step.kernel_size, view)
+    out_spatial = conv_out_shape(spatial, step.kernel_size, step.strides, step.dilation, step.padding)
+    if step.pooling:
+        pool = step.layer_class(pool_size=kernel_2d, strides=_in_view(step.strides, view), padding=step.padding,
+                                name=step.name)
+        return pool, out_spatial, channels
     layer = step.layer_class(kernel_size=kernel_2d, strides=_in_view(step.strides, view),
                              dilation_rate=_in_view(step.dilation, view), padding=step.padding,
                              name=step.name, **step.arguments)
     layer.build((None,) + view_shape(view, spatial, channels))
     kernel, *rest = step.weights
     layer.set_weights([kernel.reshape(kernel_2d + kernel.shape[-2:])] + rest)
-    out_spatial = conv_out_shape(spatial, step.kernel_size, step.strides, step.dilation, step.padding)
     return layer, out_spatial, int(layer.compute_output_shape((None,) + view_shape(view, spatial, channels))[-1])
 
 

@@ -1,9 +1,34 @@
 """Run exported models on the real runtimes (LiteRT and its fallbacks for .tflite, onnxruntime for .onnx), batch 1."""
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+from typing import Iterator
+
 import numpy as np
 
 from edgecompress.errors import ExportError
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Silence what TF/LiteRT C++ code prints on fd 2 ("fully_quantize: 0 ...", "Created XNNPACK delegate") and
+    absl warnings; failures still arrive as exceptions, which the callers turn into one-line errors."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        absl_logger.setLevel(level)
 
 
 def tflite_runtime() -> tuple[str, str, type]:
@@ -40,8 +65,9 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 def run_tflite(content: bytes, x: np.ndarray, threads: int | None = 1) -> np.ndarray:
     """First output for every sample of x, one invoke per sample (the model has a static batch of 1)."""
     _, _, interpreter_class = tflite_runtime()
-    interpreter = interpreter_class(model_content=content, num_threads=threads)
-    interpreter.allocate_tensors()
+    with quiet_native_logs():
+        interpreter = interpreter_class(model_content=content, num_threads=threads)
+        interpreter.allocate_tensors()
     input_detail = interpreter.get_input_details()[0]
     output_detail = interpreter.get_output_details()[0]
     outputs = []

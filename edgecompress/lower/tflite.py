@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecompress.errors import ExportError
 from edgecompress.lower.naming import layer_in_op_name
+from edgecompress.lower.runtime import quiet_native_logs
 from edgecompress.lower.trace import frozen_function
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -64,11 +65,12 @@ def convert(model: keras.Model, precision: str = "fp32", calibration: np.ndarray
         raise ExportError("--precision int8 needs --data CALIB.npz (representative inputs to calibrate "
                           "activation ranges); or use --precision dynamic, which needs none")
     function = frozen_function(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    CONFIGURE[precision](converter, calibration)
     try:
-        with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": our I/O stays float
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings(), quiet_native_logs():
+            warnings.simplefilter("ignore", UserWarning)  # "Statistics for quantized inputs": our I/O stays float
+            # A frozen function (no trackable object): the path that folds weights into constants, not variables.
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+            CONFIGURE[precision](converter, calibration)
             return bytes(converter.convert())
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: all mean "not expressible"
         raise conversion_error(str(error), model, function, precision) from None

@@ -1,7 +1,8 @@
 """Rank-selection baselines behind one interface: each maps (layer, method, kernel, knob) to a rank.
 
 - vbmf: analytic empirical VBMF (Nakajima et al., JMLR 2013) on the unfoldings whose ranks the method
-  uses; knob scales those ranks (1.0 = pure VBMF; lower only to meet a budget).
+  uses; knob scales those ranks (1.0 = pure VBMF; with a budget, scaled down or up to meet it, so it is
+  compared at the same params as the others).
 - energy: the smallest rank per unfolding keeping a `knob` fraction of the singular-value energy.
 - uniform: the same rank fraction `knob` for every layer.
 The unfoldings per method: tucker the Cin and Cout unfoldings; cp one rank, the larger of those two;
@@ -139,12 +140,17 @@ def knob_cost(bases: dict[str, LayerBasis], select: str, knob: float, kind: str)
     return total
 
 
+VBMF_MAX_SCALE = 64.0
+
+
 def knob_for_budget(bases: dict[str, LayerBasis], select: str, kind: str, limit: int,
                     steps: int = 30) -> float | None:
-    """The largest knob in (0, 1] whose choices cost <= limit (cost is non-decreasing in the knob)."""
-    if knob_cost(bases, select, 1.0, kind) <= limit:
-        return 1.0
-    low, high = 0.0, 1.0
+    """The largest knob whose choices cost <= limit (cost is non-decreasing in the knob): in (0, 1], or for
+    vbmf up to VBMF_MAX_SCALE, so that its ranks use the budget like every other selection's."""
+    high = VBMF_MAX_SCALE if select == "vbmf" else 1.0
+    if knob_cost(bases, select, high, kind) <= limit:
+        return high
+    low = 0.0
     for _ in range(steps):
         middle = (low + high) / 2
         low, high = (middle, high) if knob_cost(bases, select, middle, kind) <= limit else (low, middle)

@@ -155,3 +155,18 @@ def test_layout_pass_runs_1d_and_3d_factors_as_2d_convs(method, ndim, kwargs):
 def test_fuse_pass_leaves_models_without_standalone_activations():
     result = fuse_activation_pass(dense_model())
     assert not result.changed and "no standalone" in result.reason
+
+
+@pytest.mark.parametrize("pool", [keras.layers.MaxPooling3D((2, 2, 2), padding="same"),
+                                  keras.layers.AveragePooling3D((1, 2, 2)),
+                                  keras.layers.MaxPooling3D((3, 2, 2), strides=(2, 1, 2), padding="same")])
+def test_3d_pooling_becomes_builtin_2d_pools(pool, tmp_path):
+    from edgecompress.lower import export
+
+    inputs = keras.Input((5, 6, 7, 4))
+    x = keras.layers.Conv3D(8, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(pool(x)))
+    artifact = export(model, tmp_path / "m.tflite")
+    assert artifact.audit["builtin_only"]
+    assert {"MAX_POOL_2D", "AVERAGE_POOL_2D"} & set(artifact.audit["op_counts"])
+    assert artifact.audit["parity"]["relative_diff"] <= 1e-4

@@ -59,3 +59,18 @@ def test_fill_spends_slack_on_larger_ranks():
     filled = allocate.fill({"d": front.points[0]}, {"d": front}, "params", limit)
     assert filled["d"].rank > ranks[0] and filled["d"].params <= limit
     assert limit - filled["d"].params < get("svd").cost(info, (2,)).params - cost.params
+
+
+def test_accuracy_drop_budget_keeps_the_measured_drop_within_the_budget(tiny_run):
+    from edgecompress.compress import CompressConfig, CompressionRun
+    from edgecompress.finetune import top1_accuracy
+    from tests.select.models import calibration, trained_tiny_cnn
+
+    _, selector = tiny_run
+    x, y = calibration(256)
+    run = CompressionRun(trained_tiny_cnn(), x, y, CompressConfig(budget="accuracy-drop=2"), None)
+    choices = run._accuracy_search(selector)
+    compressed, _ = run.build(selector, choices, final=False)
+    drop = run.stats["accuracy_before"] - top1_accuracy(compressed, x, y)
+    assert drop <= 2.0
+    assert run.stats["params_fraction"] < 1.0 and choices

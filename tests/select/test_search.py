@@ -1,7 +1,6 @@
 """Bisection over ranks finds what a full scan finds; fronts are Pareto and never cost more than the layer."""
 import keras
 import numpy as np
-import pytest
 
 from edgecompress.factorize import get
 from edgecompress.graph.layers import describe
