@@ -22,7 +22,7 @@ def _summary_table(summary: dict) -> list[str]:
 def _plan_table(layers: list[dict]) -> list[str]:
     rows = ["| layer | kind | method | rank | similarity | params before -> after |", "|---|---|---|---|---|---|"]
     for layer in layers:
-        method = layer.get("method") or f"kept ({layer.get('reason') or 'no cheaper block'})"
+        method = layer.get("method") or (layer.get("reason") or "kept")
         similarity = layer.get("similarity")
         rows.append(f"| {layer['name']} | {layer['kind']} | {method} | {layer.get('rank') or '-'} | "
                     f"{'-' if similarity is None else f'{similarity:.4f}'} | "

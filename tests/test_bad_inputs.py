@@ -148,7 +148,7 @@ def test_unreachable_ssh_target_fails_fast(corpus, tmp_path):
 COMPLETE_OUTPUTS = {"compress": [["model.keras", "plan.json"]], "export": [["m.onnx", "m.onnx.audit.json"]]}
 
 
-@pytest.mark.parametrize("command, delay_s", [("compress", 12), ("export", 8)])
+@pytest.mark.parametrize("command, delay_s", [("compress", 14), ("export", 12)])
 def test_sigterm_leaves_no_partial_files(corpus, command, delay_s, tmp_path):
     """SIGTERM mid-run: the output directory holds either nothing or the complete set, never a part."""
     out_dir = tmp_path / "out"
@@ -167,5 +167,8 @@ def test_sigterm_leaves_no_partial_files(corpus, command, delay_s, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert listing(out_dir) in ([], *COMPLETE_OUTPUTS[command])
     if interrupted and process.returncode != 0:
-        assert process.returncode == 130 and "Traceback" not in stderr, stderr
-        assert "interrupted" in stderr.strip().splitlines()[-1]
+        # 130: our handler turned SIGTERM into a clean stop; -SIGTERM: it landed while Python was still importing
+        # TensorFlow, before any output could exist (the listing check above covers both).
+        assert process.returncode in (130, -signal.SIGTERM) and "Traceback" not in stderr, stderr
+        if process.returncode == 130:
+            assert "interrupted" in stderr.strip().splitlines()[-1]

@@ -80,6 +80,17 @@ def _in_view(values: tuple, view: str) -> tuple:
     return {"L": (values[0], 1), "D": (values[0], 1), "HW": tuple(values[1:])}[view]
 
 
+def has_2d_form(layer) -> bool:
+    """Whether a Conv3D-family layer runs as 2-D ops here (kernel and stride on depth only, or off depth only)."""
+    if isinstance(layer, AxisDepthwise3D):
+        return True
+    if not isinstance(layer, keras.layers.Conv3D):
+        return False
+    geometry = Step(layer.name, keras.layers.Conv2D, {}, tuple(layer.kernel_size), tuple(layer.strides),
+                    tuple(layer.dilation_rate), layer.padding)
+    return bool(geometry.views())
+
+
 def _conv_steps(layer) -> list[Step]:
     depthwise = isinstance(layer, keras.layers.DepthwiseConv1D)
     layer_class = keras.layers.DepthwiseConv2D if depthwise else keras.layers.Conv2D

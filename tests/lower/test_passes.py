@@ -170,3 +170,12 @@ def test_3d_pooling_becomes_builtin_2d_pools(pool, tmp_path):
     assert artifact.audit["builtin_only"]
     assert {"MAX_POOL_2D", "AVERAGE_POOL_2D"} & set(artifact.audit["op_counts"])
     assert artifact.audit["parity"]["relative_diff"] <= 1e-4
+
+
+def test_merge_never_turns_2d_lowerable_conv3d_factors_into_a_full_conv3d():
+    # TT on Conv3D: at these ranks one 3x3x3 conv has fewer FLOPs than the three per-axis convs, but it would run
+    # as CONV_3D, outside XNNPACK, instead of three CONV_2D.
+    compressed = compress_model(conv_model(3, channels=32), {"conv": ("tt", (8, 24, 24, 8))})
+    result = merge_factors_pass(compressed)
+    assert not any(isinstance(layer, keras.layers.Conv3D) and layer.kernel_size == (3, 3, 3)
+                   for layer in result.model.layers)
