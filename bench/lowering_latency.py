@@ -248,16 +248,21 @@ def block_rows(labels, timing) -> list[dict]:
 
 
 def break_even(rows: list[dict]) -> list[dict]:
-    """Per (shape, method): smallest measured FLOPs cut that is faster than the layer, and the best ratio."""
-    summary = {}
+    """Per (shape, method) and runtime: the FLOPs cut a block needs to match the layer's latency, estimated at the
+    smallest measured cut that pays as cut / speedup (None: no measured cut pays), and the ratio at each cut."""
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        entry = summary.setdefault((row["shape"], row["method"]), {"shape": row["shape"], "method": row["method"],
-                                                                   "pays_from_cut": None, "best_ratio": 0.0})
-        if row["tflite"]["speedup"] >= 1.0:
-            current = entry["pays_from_cut"]
-            entry["pays_from_cut"] = row["flops_cut"] if current is None else min(current, row["flops_cut"])
-        entry["best_ratio"] = max(entry["best_ratio"], row["tflite"]["ratio"])
-    return list(summary.values())
+        groups.setdefault((row["shape"], row["method"]), []).append(row)
+    summary = []
+    for (shape, method), group in groups.items():
+        group = sorted(group, key=lambda r: r["flops_cut"])
+        entry = {"shape": shape, "method": method, "cuts": [r["flops_cut"] for r in group]}
+        for key in ("tflite", "onnx"):
+            paying = [r for r in group if r[key]["speedup"] >= 1.0]
+            entry[f"{key}_break_even_cut"] = paying[0]["flops_cut"] / paying[0][key]["speedup"] if paying else None
+            entry[f"{key}_ratios"] = [r[key]["ratio"] for r in group]
+        summary.append(entry)
+    return summary
 
 
 # ----------------------------------------------------------------------------------------------- part 3
@@ -299,6 +304,18 @@ def format_block_row(row: dict) -> str:
             + _runtime_cells(row, "tflite") + _runtime_cells(row, "onnx") + f"| {pays} |")
 
 
+def break_even_line(entry: dict) -> str:
+    def cut(value):
+        return "not within measured cuts" if value is None else f"{value:.2f}x"
+
+    def ratios(values):
+        return " / ".join(f"{v:.2f}" for v in values)
+
+    cells = [entry["shape"], entry["method"], ratios(entry["cuts"]), cut(entry["tflite_break_even_cut"]),
+             ratios(entry["tflite_ratios"]), cut(entry["onnx_break_even_cut"]), ratios(entry["onnx_ratios"])]
+    return "| " + " | ".join(cells) + " |"
+
+
 MODEL_HEADER = ("| model | compression | FLOPs | FLOPs cut | LiteRT ms (orig -> comp) | speedup | ratio "
                 "| naive LiteRT ms | speedup | ratio | ORT ms | speedup | ratio |\n" + "|---" * 13 + "|")
 BLOCK_HEADER = ("| block shape | method (rank) | FLOPs cut | LiteRT ms (layer -> block) | speedup | ratio "
@@ -319,11 +336,12 @@ def write_results(out: Path, result: dict) -> None:
              "## One layer vs its factorized block", "", BLOCK_HEADER, *map(format_block_row, result["blocks"]), "",
              "## Rank alignment: Tucker ranks around multiples of 16", "", BLOCK_HEADER,
              *map(format_block_row, result["alignment"]), "",
-             "## Where factorizing stops paying (LiteRT)", "", "| block shape | method | faster than the layer from "
-             "FLOPs cut | best ratio |", "|---|---|---|---|"]
-    for entry in result["break_even"]:
-        pays = "never (measured cuts)" if entry["pays_from_cut"] is None else f"{entry['pays_from_cut']:.2f}x"
-        lines.append(f"| {entry['shape']} | {entry['method']} | {pays} | {entry['best_ratio']:.2f} |")
+             "## Where factorizing stops paying", "",
+             "Break-even = the FLOPs cut at which the block runs as fast as the layer, estimated from the smallest "
+             "measured cut that pays (cut / speedup); below it, factorizing this shape costs latency.", "",
+             "| block shape | method | measured FLOPs cuts | LiteRT break-even | LiteRT ratios | ORT break-even "
+             "| ORT ratios |", "|---|---|---|---|---|---|---|"]
+    lines += [break_even_line(entry) for entry in result["break_even"]]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -333,7 +351,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/results/lowering_latency", help="results path without suffix")
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-blocks", action="store_true")
+    parser.add_argument("--from-json", metavar="RESULTS.json", help="rewrite the tables from saved results only")
     args = parser.parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        result["break_even"] = break_even(result["blocks"])
+        write_results(Path(args.out), result)
+        print(f"rewrote {args.out}.md from {args.from_json}")
+        return 0
     timing = QUICK_TIMING if args.quick else TIMING
     import ai_edge_litert
     import onnxruntime

@@ -8,7 +8,9 @@ or documented, so the search does not decompose a big kernel from scratch at eve
   the chosen rank is decomposed again by tucker.decompose() for the final model.
 - cp: search ranks run CP-ALS for a few iterations, warm-started from the nearest larger rank already
   computed (its strongest components) or from an SVD init; the final model refines the chosen rank for
-  cp.CP_MAX_ITERATIONS more iterations from there.
+  cp.CP_MAX_ITERATIONS more iterations from there. Each component's scale is spread evenly over its
+  factors (same kernel, better-conditioned for fine-tuning; its effect on fine-tuned top-1 is not
+  established: see the ResNet-20 note in bench/results/compress_table.md).
 - any other method (tt, ttm, new ones): the method's own decompose(), already cheap for these.
 """
 from __future__ import annotations
@@ -92,8 +94,8 @@ class FactorCache:
                 self._cp[rank_value] = (weights, factors)
         else:
             weights, factors = self._cp[rank_value]
-        *spatial, f_in, f_out = factors
-        arrays = {"in": f_in, "out": f_out * weights, **{f"axis{i}": f for i, f in enumerate(spatial)}}
+        *spatial, f_in, f_out = balanced_cp(weights, factors)
+        arrays = {"in": f_in, "out": f_out, **{f"axis{i}": f for i, f in enumerate(spatial)}}
         return Factors("cp", (rank_value,), arrays, self.bias)
 
     def _cp_init(self, rank_value: int):
@@ -112,3 +114,13 @@ def _leading_basis(matrix: np.ndarray) -> np.ndarray:
     matrix: complete even when the matrix has fewer columns than rows, and small for wide unfoldings)."""
     values, vectors = np.linalg.eigh(matrix @ matrix.T)
     return vectors[:, np.argsort(values)[::-1]]
+
+
+def balanced_cp(weights: np.ndarray, factors: list[np.ndarray]) -> list[np.ndarray]:
+    """Factors of the same CP tensor with every component's scale shared equally by its factors."""
+    norms = np.stack([np.linalg.norm(f, axis=0) for f in factors])
+    norms = np.where(norms == 0, 1.0, norms)
+    share = (np.abs(weights) * np.prod(norms, axis=0)) ** (1.0 / len(factors))
+    signed = [f / n * share for f, n in zip(factors, norms)]
+    signed[-1] = signed[-1] * np.sign(np.where(weights == 0, 1.0, weights))
+    return signed

@@ -52,3 +52,18 @@ def test_truncated_hosvd_reconstructs_at_full_rank():
     factors = FactorCache(info, layer.kernel.numpy(), None).search("tucker", (10, 12)).arrays
     rebuilt = np.einsum("hwab,ia,ob->hwio", factors["core"], factors["u_in"], factors["u_out"])
     np.testing.assert_allclose(rebuilt, layer.kernel.numpy(), atol=1e-6)
+
+
+def test_balanced_cp_keeps_the_tensor_and_evens_the_scales():
+    import tensorly
+
+    from edgecompress.select.factorcache import balanced_cp
+
+    rng = np.random.default_rng(0)
+    factors = [rng.normal(size=(n, 4)) * s for n, s in [(3, 0.01), (5, 1.0), (6, 300.0)]]
+    weights = np.array([2.0, -1.0, 0.5, 3.0])
+    balanced = balanced_cp(weights, factors)
+    np.testing.assert_allclose(tensorly.cp_to_tensor((np.ones(4), balanced)),
+                               tensorly.cp_to_tensor((weights, factors)), atol=1e-9)
+    norms = np.stack([np.linalg.norm(f, axis=0) for f in balanced])
+    np.testing.assert_allclose(norms, np.broadcast_to(norms[0], norms.shape), rtol=1e-9)
