@@ -31,6 +31,9 @@ _import_tensorflow_quietly()
 
 from edgecompress import factorize  # noqa: E402  # noqa: F401  (registers methods and Keras layers)
 from edgecompress.errors import EdgeCompressError  # noqa: E402
+from edgecompress.compress import CompressConfig, Compressed, compress  # noqa: E402
+from edgecompress.lower import Artifact, export  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["EdgeCompressError", "factorize", "__version__"]
+__all__ = ["Artifact", "CompressConfig", "Compressed", "EdgeCompressError", "compress", "export", "factorize",
+           "__version__"]

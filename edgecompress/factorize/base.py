@@ -6,6 +6,7 @@ A method is one file: `decompose()` returns plain numpy factors, `build()` turns
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -44,26 +45,28 @@ class Factors:
     bias: np.ndarray | None = None
 
 
-class Method:
+class Method(ABC):
     """Base of the six methods. Subclasses set `name`, `kinds` and implement the five hooks below."""
 
     name: str = ""
     kinds: frozenset[str] = frozenset()
 
     # --- hooks ---------------------------------------------------------------------------------
+    @abstractmethod
     def full_rank(self, layer: LayerInfo) -> tuple[int, ...]:
         """The largest rank per mode; at it the block reconstructs the layer exactly."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cost(self, layer: LayerInfo, rank: Rank) -> Cost:
-        raise NotImplementedError
+        """Params and FLOPs of the block at `rank`, from shapes alone."""
 
+    @abstractmethod
     def decompose(self, layer: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, rank: Rank) -> Factors:
-        raise NotImplementedError
+        """Plain numpy factors of the layer's weights at `rank` (a library decomposition)."""
 
+    @abstractmethod
     def build(self, layer: LayerInfo, factors: Factors) -> list:
         """Keras layers, built and holding the factors, to be called one after another."""
-        raise NotImplementedError
 
     def shape_problem(self, layer: LayerInfo) -> str | None:
         """Method-specific reason the layer does not fit (e.g. not pointwise); None when it does."""
