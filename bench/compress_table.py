@@ -65,13 +65,18 @@ def _all_selections(run, selector, fraction: float):
 
 
 def row_for(run, label, chooser, limit, fixed, train, test, original, args) -> dict:
+    return finetuned_row(run, label, chooser, limit, fixed, train, test, original, args)[0]
+
+
+def finetuned_row(run, label, chooser, limit, fixed, train, test, original, args) -> tuple[dict, object]:
+    """(table row, fine-tuned compressed model or None when nothing was compressed)."""
     row = {"model": run.original.name, "selection": label, "top1_original": original, "note": ""}
     if hasattr(chooser, "fronts") and not chooser.fronts:
-        return {**row, "note": "applies to no layer"}
+        return {**row, "note": "applies to no layer"}, None
     try:
         choices = {n: p for n, p in chooser.choose("params", limit, fixed).items() if p.method}
     except BudgetError as error:
-        return {**row, "note": str(error)[:80]}
+        return {**row, "note": str(error)[:80]}, None
     model, finals = run.build(chooser, choices)
     plan = run.plan(chooser, choices, finals, model)
     totals = plan.totals()
@@ -79,10 +84,10 @@ def row_for(run, label, chooser, limit, fixed, train, test, original, args) -> d
                flops_cut=100 * (1 - totals["flops_after"] / totals["flops_before"]),
                top1_compressed=top1_accuracy(model, *test))
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
-    finetune(model, *train, config)
+    row["learning_rate"] = finetune(model, *train, config).learning_rate
     row["top1_finetuned"] = top1_accuracy(model, *test)
     row["drop"] = original - row["top1_finetuned"]
-    return row
+    return row, model
 
 
 def table_for(name: str, args) -> list[dict]:
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=10000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=lambda t: t if t == "auto" else float(t), default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "compress_table.md")
     args = parser.parse_args(argv)

@@ -325,7 +325,8 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         check_calibration(model, fx, "fine-tuning data")
         check_labels(model, fy, "fine-tuning data")
         result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
-        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run)
+        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
+                         finetune_learning_rate=result.learning_rate)
     return Compressed(compressed, plan, run.stats)
 
 

@@ -51,3 +51,35 @@ def test_softened_kl_matches_numpy():
     expected = temperature ** 2 * np.sum(p * np.log(p / q), axis=1)
     got = keras.ops.convert_to_numpy(distill_loss(False, "kl", temperature)(teacher, student))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_auto_learning_rate_skips_a_diverging_rate_and_restores_the_weights(monkeypatch):
+    """learning_rate='auto' probes each candidate from the same weights: a rate of 50 blows the loss up, so
+    1e-3 is kept; every probe starts from the compressed weights (the probe leaves no trace)."""
+    from edgecompress import finetune as finetune_module
+
+    monkeypatch.setattr(finetune_module, "LEARNING_RATE_CANDIDATES", (50.0, 1e-3))
+    x_train, y_train, _, _ = fashion()
+    model = _hard_compressed()
+    start = [w.copy() for w in model.get_weights()]
+    seen = []
+    original_probe = finetune_module.probe_learning_rate
+
+    def probe_and_check(model, *args):
+        chosen, losses = original_probe(model, *args)
+        seen.append(all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start)))
+        return chosen, losses
+
+    monkeypatch.setattr(finetune_module, "probe_learning_rate", probe_and_check)
+    result = finetune(model, x_train, y_train, FinetuneConfig(epochs=1, learning_rate="auto"))
+    assert seen == [True]
+    assert result.learning_rate == 1e-3
+    assert set(result.probe_losses) == {50.0, 1e-3}
+    assert result.probe_losses[1e-3] < result.probe_losses[50.0]
+
+
+@pytest.mark.parametrize("rate", ["fast", -1.0, 0, float("nan")])
+def test_a_bad_learning_rate_is_a_clear_error(rate):
+    x_train, y_train, _, _ = fashion()
+    with pytest.raises(DataError, match="learning rate"):
+        finetune(_hard_compressed(), x_train[:20], y_train[:20], FinetuneConfig(epochs=1, learning_rate=rate))

@@ -42,7 +42,9 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--layer", action="append", default=[], metavar="NAME=SPEC",
                        help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
-    group.add_argument("--learning-rate", type=float, default=5e-4, help="fine-tuning peak learning rate")
+    group.add_argument("--learning-rate", default="auto",
+                       help="fine-tuning peak learning rate, or 'auto' (default): probe 1e-3, 5e-4, 2e-4, 1e-4 on "
+                            "short runs and keep the one with the lowest validation loss")
     group.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     group.add_argument("--seed", type=int, default=0)
 
@@ -60,7 +62,7 @@ def _overrides(specs: list[str]) -> dict[str, str]:
 
 def build_config(args):
     from edgecompress.compress import CompressConfig
-    from edgecompress.finetune import FinetuneConfig
+    from edgecompress.finetune import FinetuneConfig, check_learning_rate
     from edgecompress.select.budgets import parse_budget
     from edgecompress.select.similarity import DEFAULT_METRIC
 
@@ -68,7 +70,8 @@ def build_config(args):
         raise DataError("--epochs needs --finetune-data TRAIN.npz (or --distill to fine-tune on --data)")
     if args.epochs is not None and args.epochs < 1:
         raise DataError(f"--epochs must be >= 1, got {args.epochs}")
-    finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill, learning_rate=args.learning_rate,
+    finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill,
+                              learning_rate=check_learning_rate(args.learning_rate),
                               batch_size=args.batch_size, seed=args.seed)
     return CompressConfig(methods=args.methods, select=args.select, budget=parse_budget(args.budget),
                           metric=args.metric or DEFAULT_METRIC, rule=args.rule, threshold=args.threshold,
