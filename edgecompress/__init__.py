@@ -28,6 +28,12 @@ def _import_tensorflow_quietly() -> None:
 
 
 _import_tensorflow_quietly()
+# Scoring many rebuilt models makes Keras retrace predict functions; TensorFlow then logs a "retracing" warning
+# that reads like a user error. The environment variable above does not reach this Python logger.
+if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 from edgecompress import factorize  # noqa: E402  # noqa: F401  (registers methods and Keras layers)
 from edgecompress.errors import EdgeCompressError  # noqa: E402

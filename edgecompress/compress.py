@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecompress.errors import BudgetError, UnsupportedLayerError
 from edgecompress.factorize import available, get
-from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy
+from edgecompress.finetune import FinetuneConfig, brief_recovery_accuracy, finetune, top1_accuracy
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import rebuild
@@ -143,6 +143,7 @@ class CompressionRun:
         overrides = resolve_overrides([i.name for i in infos if i.is_candidate], config.layers)
         self.tasks = make_tasks(infos, self.methods, overrides)
         self.stats: dict[str, Any] = {}
+        self.recovery: tuple[np.ndarray, np.ndarray] | None = None  # labelled data for brief fine-tunes
 
     def total(self, kind: str) -> int:
         return sum(getattr(task.info, kind) for task in self.tasks.values())
@@ -216,24 +217,34 @@ class CompressionRun:
         return {name: point for name, point in chosen.items() if point.method is not None}
 
     def _accuracy_search(self, selector) -> dict[str, Point]:
-        """Bisect the params fraction: the smallest whose compressed model (search factors, not fine-tuned)
-        loses at most the budget's top-1 points on the labelled calibration data."""
+        """Bisect the params fraction: the smallest whose compressed model (search factors) loses at most the
+        budget's top-1 points on the labelled calibration data. With labelled fine-tuning data the loss is
+        judged after a brief fine-tune (brief_recovery_accuracy), else before any fine-tuning."""
         accuracy_before = top1_accuracy(self.folded, self.x, self.y)
         total, fixed = self.total("params"), _fixed_cost(self.tasks, "params")
         cheapest = selector.cheapest("params") + fixed
         low, high = cheapest / total, 1.0
         best = selector.choose("params", total, fixed)
-        best_accuracy = top1_accuracy(self.build(selector, best, final=False)[0], self.x, self.y)
-        for _ in range(ACCURACY_SEARCH_STEPS):
+        best_accuracy = self._judged_accuracy(selector, best)
+        for step in range(ACCURACY_SEARCH_STEPS):
             middle = (low + high) / 2
             choices = selector.choose("params", int(middle * total), fixed)
-            accuracy = top1_accuracy(self.build(selector, choices, final=False)[0], self.x, self.y)
+            accuracy = self._judged_accuracy(selector, choices)
             if accuracy_before - accuracy <= self.budget.value:
                 high, best, best_accuracy = middle, choices, accuracy
             else:
                 low = middle
-        self.stats.update(accuracy_before=accuracy_before, accuracy_compressed=best_accuracy, params_fraction=high)
+            if self.progress:
+                self.progress("accuracy search", step + 1, ACCURACY_SEARCH_STEPS)
+        self.stats.update(accuracy_before=accuracy_before, accuracy_compressed=best_accuracy, params_fraction=high,
+                          accuracy_judged="after a brief fine-tune" if self.recovery else "before fine-tuning")
         return best
+
+    def _judged_accuracy(self, selector, choices: Mapping[str, Point]) -> float:
+        model = self.build(selector, choices, final=False)[0]
+        if self.recovery is None:
+            return top1_accuracy(model, self.x, self.y)
+        return brief_recovery_accuracy(model, *self.recovery, self.x, self.y, seed=self.config.seed)
 
     def build(self, selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
@@ -294,6 +305,8 @@ class CompressionRun:
                     "latency_after_ms"):
             if key in self.stats:
                 data[key] = round(float(self.stats[key]), 6)
+        if "accuracy_judged" in self.stats:
+            data["accuracy_judged"] = self.stats["accuracy_judged"]
         return data
 
 
@@ -313,6 +326,11 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     check_labels(model, y, config.calibration_name)
     check_finite_weights(model)
     run = CompressionRun(model, x, y, config, progress)
+    if finetune_data is not None:  # checked before the search, which may take minutes
+        fx, fy = as_calibration(finetune_data)
+        check_calibration(model, fx, "fine-tuning data")
+        check_labels(model, fy, "fine-tuning data")
+        run.recovery = (fx, fy) if fy is not None else None
     selector = run.make_selector()
     started = time.perf_counter()
     choices = run.choose(selector)
@@ -321,9 +339,6 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     plan = run.plan(selector, choices, finals, compressed)
     if finetune_data is not None:
         started = time.perf_counter()
-        fx, fy = as_calibration(finetune_data)
-        check_calibration(model, fx, "fine-tuning data")
-        check_labels(model, fy, "fine-tuning data")
         result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
         run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
                          finetune_learning_rate=result.learning_rate)

@@ -34,7 +34,7 @@ def _exports_table(exports: dict) -> list[str]:
     rows = ["| file | size | builtin ops only | max abs diff vs Keras | top-1 agreement |", "|---|---|---|---|---|"]
     for audit in exports.values():
         rows.append(f"| {audit['file']} | {audit['size_bytes']:,} B | {audit['builtin_only']} | "
-                    f"{audit['max_abs_diff']} | {_pct(audit['top1_agreement'])} |")
+                    f"{audit['max_abs_diff']:.2g} | {_pct(audit['top1_agreement'])} |")
     return rows
 
 
@@ -54,13 +54,27 @@ def _bench_table(bench: dict) -> list[str]:
     return rows
 
 
+def _selection_lines(summary: dict) -> list[str]:
+    """How the budget was judged and which fine-tuning rate the probe kept, when the run recorded them."""
+    stats, lines = summary.get("compress_stats", {}), []
+    if "accuracy_judged" in stats:
+        lines.append(f"The accuracy budget was judged {stats['accuracy_judged']} on the calibration images: "
+                     f"{stats['accuracy_before']:.2f}% -> {stats['accuracy_compressed']:.2f}% at "
+                     f"{stats['params_fraction']:.3f} of the candidate params.")
+    if "finetune_learning_rate" in stats:
+        lines.append(f"Fine-tuning learning rate: {stats['finetune_learning_rate']:g} (probed among 1e-3, 5e-4, "
+                     f"2e-4, 1e-4 on short runs; lowest validation loss kept).")
+    return ["", *lines] if lines else []
+
+
 def markdown_report(summary: dict) -> str:
     data = summary["data"]
     lines = ["# edgecompress demo report", "",
              f"Model `{summary['config']['model']}` on Fashion-MNIST from **{data['source']}** ({data['train']} train / "
              f"{data['test']} test images, {data['calibration']} for calibration); budget "
              f"`{summary['config']['budget']}`, hybrid methods, rank selection by feature-map similarity, one-shot "
-             f"fine-tuning for {summary['config']['epochs']} epoch(s).", "", "## Summary", ""]
+             f"fine-tuning for {summary['config']['epochs']} epoch(s).", *_selection_lines(summary), "",
+             "## Summary", ""]
     lines += _summary_table(summary)
     lines += ["", "## Plan (per layer)", ""] + _plan_table(summary["plan_layers"])
     lines += ["", "## Deployable files (each audited on its real runtime)", ""] + _exports_table(summary["exports"])

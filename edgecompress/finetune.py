@@ -18,6 +18,7 @@ Progress = Callable[[str, int, int], None]
 # 5e-4 and 85.3% at 1e-4, while a Tucker plan reached 84.1% at 5e-4 and 80.8% at 1e-4: no single rate suits both.
 LEARNING_RATE_CANDIDATES = (1e-3, 5e-4, 2e-4, 1e-4)
 PROBE_SAMPLES = 2048  # per candidate, at most a quarter of the training split
+RECOVERY_RATES = (5e-4, 1e-4)  # brief_recovery_accuracy: the better of a fast and a gentle short run
 
 
 @dataclass
@@ -141,6 +142,23 @@ def probe_learning_rate(model: keras.Model, x, targets, validation, loss, config
         losses[rate] = value if np.isfinite(value) else float("inf")
         model.set_weights(start)
     return min(losses, key=losses.get), losses
+
+
+def brief_recovery_accuracy(model: keras.Model, x, y, x_eval, y_eval, seed: int = 0, batch_size: int = 64) -> float:
+    """Top-1 (%) on (x_eval, y_eval) after the better of short label fine-tunes (one pass over at most
+    PROBE_SAMPLES of (x, y) at each of RECOVERY_RATES, from the same start): a floor for what one-shot
+    fine-tuning recovers, used to judge an accuracy-drop budget. The model's weights are restored."""
+    start = model.get_weights()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
+    picked = np.random.default_rng(seed).permutation(len(x))[:min(len(x), PROBE_SAMPLES)]
+    best = 0.0
+    for rate in RECOVERY_RATES:
+        keras.utils.set_random_seed(seed)
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+        model.fit(_float(x[picked]), np.asarray(y)[picked], batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        best = max(best, top1_accuracy(model, x_eval, y_eval))
+        model.set_weights(start)
+    return best
 
 
 def _optimizer_and_callbacks(config: FinetuneConfig, rate: float, steps: int, validation) -> tuple:

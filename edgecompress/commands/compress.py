@@ -3,6 +3,7 @@ the layers, optionally fine-tune once; writes OUT/model.keras and OUT/plan.json 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 from edgecompress.errors import DataError
@@ -98,8 +99,12 @@ def _progress_bars():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file: one line per finished stage, in order, instead of bars at exit
+        yield _plain_progress(console)
+        return
     bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=False)
+                    console=console, transient=False)
     tasks: dict[str, int] = {}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -109,6 +114,18 @@ def _progress_bars():
 
     with bars:
         yield report
+
+
+def _plain_progress(console):
+    started: dict[str, float] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        started.setdefault(stage, time.perf_counter())
+        if done >= total:
+            console.print(f"  {stage}: {done}/{total} in {time.perf_counter() - started.pop(stage):.1f} s",
+                          highlight=False)
+
+    return report
 
 
 @contextlib.contextmanager

@@ -7,12 +7,14 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="the main job end to end on the built-in model and data",
-        description="Compress the shipped LeNet-5 (Fashion-MNIST) by hybrid LRF under params=0.2, fine-tune "
+        description="Compress the shipped LeNet-5 (Fashion-MNIST) by hybrid LRF losing at most 1.0 top-1 "
+                    "point, fine-tune "
                     "once, export .tflite fp32/int8 and .onnx with audits, benchmark original vs compressed on the "
                     "host, and write DIR/report.md, report.json, plots, plan.json and the deployable files.")
     parser.add_argument("-o", "--out", default="demo-out", help="output directory (default: demo-out)")
     parser.add_argument("--model", default="lenet5", help="zoo model with shipped weights (default: lenet5)")
-    parser.add_argument("--budget", default="params=0.2", help="compression budget (see compress --help)")
+    parser.add_argument("--budget", default="accuracy-drop=1.0",
+                        help="compression budget (see compress --help); default: at most 1.0 top-1 point lost")
     parser.add_argument("--epochs", type=int, default=3, help="one-shot fine-tuning epochs (default: 3)")
     parser.add_argument("--data-source", default="auto", choices=["auto", "full", "embedded"],
                         help="Fashion-MNIST: full set where found (auto), required (full), or the embedded subset")

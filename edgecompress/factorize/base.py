@@ -31,9 +31,8 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.params + other.params, self.flops + other.flops)
 
-    def cheaper_than(self, other: "Cost", flops_allowance: float = 1.0) -> bool:
-        """Fewer params, and FLOPs at most `flops_allowance` times the other's."""
-        return self.params < other.params and self.flops <= flops_allowance * other.flops
+    def cheaper_than(self, other: "Cost") -> bool:
+        return self.params < other.params and self.flops <= other.flops
 
 
 @dataclass
@@ -51,7 +50,6 @@ class Method(ABC):
 
     name: str = ""
     kinds: frozenset[str] = frozenset()
-    flops_allowance: float = 1.0  # a block may cost up to this many times the layer's FLOPs
 
     # --- hooks ---------------------------------------------------------------------------------
     @abstractmethod
@@ -81,10 +79,6 @@ class Method(ABC):
     def original_cost(self, layer: LayerInfo) -> Cost:
         return Cost(layer.params, layer.flops)
 
-    def offered(self, block: Cost, layer: LayerInfo) -> bool:
-        """Whether a block of this cost may replace the layer: fewer params, FLOPs within the allowance."""
-        return block.cheaper_than(self.original_cost(layer), self.flops_allowance)
-
     def why_not(self, layer: LayerInfo) -> str | None:
         """None when the method can be offered for this layer, else the reason."""
         if layer.reason:
@@ -95,7 +89,7 @@ class Method(ABC):
         if problem:
             return problem
         smallest = self.cost(layer, 1)
-        if not self.offered(smallest, layer):
+        if not smallest.cheaper_than(self.original_cost(layer)):
             return (f"{self.name} block is not cheaper than the layer even at rank 1 "
                     f"({smallest.params} vs {layer.params} params)")
         return None
@@ -103,11 +97,10 @@ class Method(ABC):
     def rank_problem(self, layer: LayerInfo, rank: Rank) -> str | None:
         """None when `rank` gives a block cheaper than the layer, else why it is not offered."""
         block = self.cost(layer, rank)
-        if self.offered(block, layer):
+        if block.cheaper_than(self.original_cost(layer)):
             return None
-        allowance = "" if self.flops_allowance == 1.0 else f" ({self.flops_allowance:g}x its FLOPs allowed)"
         return (f"{self.name} at rank {self.resolve(layer, rank)} costs {block.params} params / "
-                f"{block.flops} FLOPs, not below the layer's {layer.params} / {layer.flops}{allowance}")
+                f"{block.flops} FLOPs, not below the layer's {layer.params} / {layer.flops}")
 
     def ranks(self, layer: LayerInfo) -> list[tuple[int, ...]]:
         """Candidate ranks whose block is cheaper than the layer, cheapest first."""

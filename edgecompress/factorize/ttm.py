@@ -47,11 +47,6 @@ def full_ranks(in_modes, out_modes) -> tuple[int, ...]:
 @register("ttm")
 class TTMatrix(Method):
     kinds = matrix.MATRIX_KINDS
-    # TT-matrix trades FLOPs for params: each core runs over many rows, so a block with a fifth of a dense
-    # layer's params already costs more FLOPs than it. Held to the layer's FLOPs, a 400x120 dense was offered
-    # ranks up to (7, 2) only (2% of its params, similarity 0.39). Dense layers are a small share of a CNN's
-    # FLOPs, and a FLOPs or latency budget still weighs the extra cost.
-    flops_allowance = 4.0
 
     def modes(self, layer):
         return tt_modes(layer.in_channels, layer.out_channels)

@@ -47,11 +47,11 @@ def test_offered_ranks_are_cheaper_or_refused_with_reason(method, kind):
         cost = chosen.cost(info, fraction)
         problem = chosen.rank_problem(info, fraction)
         if problem is None:
-            assert cost.params < original[0] and cost.flops <= chosen.flops_allowance * original[1]
+            assert cost.params < original[0] and cost.flops <= original[1]
         else:
             assert "not below the layer" in problem
     for rank in chosen.ranks(info):
-        assert chosen.cost(info, rank).cheaper_than(chosen.original_cost(info), chosen.flops_allowance)
+        assert chosen.cost(info, rank).cheaper_than(chosen.original_cost(info))
 
 
 def test_layer_flops_follow_the_convention():

@@ -74,3 +74,28 @@ def test_accuracy_drop_budget_keeps_the_measured_drop_within_the_budget(tiny_run
     drop = run.stats["accuracy_before"] - top1_accuracy(compressed, x, y)
     assert drop <= 2.0
     assert run.stats["params_fraction"] < 1.0 and choices
+
+
+def test_accuracy_drop_judged_after_a_brief_finetune_cuts_deeper(tiny_run):
+    """With labelled fine-tuning data the accuracy-drop budget judges each candidate after a brief fine-tune
+    (what one-shot fine-tuning at least recovers), so it reaches a smaller params fraction than judging the
+    raw compressed model, and the brief recovery really keeps the drop within the budget."""
+    from edgecompress.compress import CompressConfig, CompressionRun
+    from edgecompress.finetune import brief_recovery_accuracy
+    from tests.select.models import calibration, fashion, trained_tiny_cnn
+
+    _, selector = tiny_run
+    x, y = calibration(256)
+    x_train, y_train, _, _ = fashion()
+    runs = {}
+    for judged in ("before", "after"):
+        run = CompressionRun(trained_tiny_cnn(), x, y, CompressConfig(budget="accuracy-drop=2"), None)
+        run.recovery = (x_train[:2000], y_train[:2000]) if judged == "after" else None
+        runs[judged] = (run, run._accuracy_search(selector))
+    before, after = runs["before"][0].stats, runs["after"][0].stats
+    assert after["accuracy_judged"] == "after a brief fine-tune" and before["accuracy_judged"] == "before fine-tuning"
+    assert after["params_fraction"] < before["params_fraction"]
+    run, choices = runs["after"]
+    compressed, _ = run.build(selector, choices, final=False)
+    recovered = brief_recovery_accuracy(compressed, x_train[:2000], y_train[:2000], x, y)
+    assert after["accuracy_before"] - recovered <= 2.0
