@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edgecompress.errors import DataError
 
-BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points) " \
+BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points " \
+              "on the labelled --data, judged after a brief fine-tune when --finetune-data has labels) " \
               "| latency=F@TARGET"
 
 
