@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,7 @@ CONV_METHODS, DENSE_METHODS = ("tucker", "cp", "tt"), ("svd", "qr", "ttm")
 # Average parameter reduction (%) per method in the paper, over its 14 CNNs at < 1.5% accuracy loss.
 PAPER = {"tucker": ("conv", 77.8), "cp": ("conv", 71.2), "tt": ("conv", 76.0), "svd": ("fc", 79.1),
          "qr": ("fc", 79.7), "ttm": ("fc", 81.0), "hybrid": ("both", (82.5, 92.7))}
+SELECTIONS = (*CONV_METHODS, *DENSE_METHODS, "hybrid", "vbmf", "energy", "uniform")
 TIMING = dict(segments=3, min_runs=100, min_secs=0.4, max_secs=2.0)
 PACKAGES = ("edgecompress", "tensorflow", "tensorflow-cpu", "keras", "tensorly", "t3f", "numpy", "ai-edge-litert", "onnxruntime")
 
@@ -78,7 +80,7 @@ def ladder_row(run, label, chooser_for, train, test, original, args) -> tuple[di
 def choosers(run, selector):
     """{label: fraction -> (chooser, limit, fixed cost)} in table order."""
     out = {}
-    for label in (*CONV_METHODS, *DENSE_METHODS, "hybrid", "vbmf", "energy", "uniform"):
+    for label in SELECTIONS:
         out[label] = (lambda fraction, label=label: next(
             (c, lim, fix) for lab, c, lim, fix in compress_table.selections(run, selector, fraction, [label])))
     return out
@@ -94,6 +96,8 @@ def model_rows(name: str, args) -> list[dict]:
     base_tflite = tflite_bytes(model)
     rows = []
     for label, chooser_for in choosers(run, selector).items():
+        if label not in args.selections:
+            continue
         started = time.perf_counter()
         row, compressed = ladder_row(run, label, chooser_for, train, test, original, args)
         row.update(model=name, selection=label, size_before=len(base_tflite))
@@ -180,17 +184,24 @@ def goals(rows: list[dict]) -> list[str]:
     lines = ["", "## Against our goals", ""]
     for model in dict.fromkeys(r["model"] for r in rows):
         by = {r["selection"]: r for r in rows if r["model"] == model}
+        if "hybrid" not in by:
+            continue
         hybrid = by["hybrid"]
         total = {s: (100 * (1 - r["kept"]) if within(r) and r.get("kept") is not None else 0.0) for s, r in by.items()}
-        beaten_by = [s for s in (*CONV_METHODS, *DENSE_METHODS) if total[s] > total["hybrid"] + 0.05]
-        baselines_ahead = [s for s in ("vbmf", "energy", "uniform") if total[s] > total["hybrid"] + 0.05]
+        singles = [s for s in (*CONV_METHODS, *DENSE_METHODS) if s in total]
+        baselines = [s for s in ("vbmf", "energy", "uniform") if s in total]
+        beaten_by = [s for s in singles if total[s] > total["hybrid"] + 0.05]
+        baselines_ahead = [s for s in baselines if total[s] > total["hybrid"] + 0.05]
+        single_text = (f"≥ {'every single method' if len(singles) == 6 else ', '.join(singles)}" if not beaten_by
+                       else "beaten by " + ", ".join(f"{s} ({total[s]:.1f}%)" for s in beaten_by))
+        baseline_text = ("no baseline run" if not baselines else
+                         "≥ every baseline" if not baselines_ahead else "behind " + ", ".join(baselines_ahead))
         ratio = hybrid.get("speedup_per_flops_cut")
         lines.append(
             f"- **{model}** hybrid: conv cut {fmt(hybrid.get('conv_cut'))}% (goal ≥ 88), FC cut "
             f"{fmt(hybrid.get('fc_cut'))}% (goal ≥ 95), Δtop-1 {fmt(None if hybrid.get('drop') is None else -hybrid['drop'], '+.1f')}"
             f"{'' if within(hybrid) else ' (over 1 pt)'}; params cut {total['hybrid']:.1f}% — "
-            f"{'≥ every single method' if not beaten_by else 'beaten by ' + ', '.join(f'{s} ({total[s]:.1f}%)' for s in beaten_by)}; "
-            f"{'≥ every baseline' if not baselines_ahead else 'behind ' + ', '.join(baselines_ahead)}; "
+            f"{single_text}; {baseline_text}; "
             f"speedup ÷ FLOPs cut {fmt(ratio, '.2f')} (goal ≥ 0.9).")
     return lines
 
@@ -213,9 +224,10 @@ def environment(source: str) -> list[str]:
                                                      " (embedded subset, not the full set).")]
 
 
-def markdown(rows: list[dict], args, source: str, minutes: float) -> str:
+def markdown(rows: list[dict], args, header: list[str], minutes: float) -> str:
+    """`header`: the run's date, commit, machine, packages and data lines (environment())."""
     ladder = ",".join(f"{v:g}" for v in args.ladder)
-    lines = ["# Paper-style table (bench/paper_table.py)", "", *environment(source), "",
+    lines = ["# Paper-style table (bench/paper_table.py)", "", *header, "",
              f"Each row: the deepest params budget on the ladder {ladder} whose fine-tuned top-1 is within "
              f"{MAX_DROP} point of the original (budget = fraction of the layers the selection applies to; single "
              f"methods touch only their own layers). Calibration: 512 training images; one-shot fine-tuning: "
@@ -228,30 +240,63 @@ def markdown(rows: list[dict], args, source: str, minutes: float) -> str:
     lines += averages(rows) + goals(rows)
     lines += ["", f"Run time: {minutes:.0f} min. Command: `python bench/paper_table.py --models {args.models} "
                   f"--ladder {ladder} --train {args.train} --test {args.test} --epochs {args.epochs} "
-                  f"--learning-rate {args.learning_rate}`"]
+                  f"--learning-rate {args.learning_rate}"
+                  + ("" if list(args.selections) == list(SELECTIONS) else f" --selections {','.join(args.selections)}")
+                  + (f" --out {args.out}" if args.out != RESULTS / "paper_table" else "") + "`"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.selections) - set(SELECTIONS))
+    if unknown:
+        parser.error(f"unknown selection(s) {', '.join(unknown)}; choose from {', '.join(SELECTIONS)}")
+    return run(args, argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(zoo.available()))
     parser.add_argument("--ladder", type=lambda t: [float(v) for v in t.split(",")], default=[0.5, 0.3, 0.15, 0.08],
                         help="params fractions kept, mildest first")
+    parser.add_argument("--selections", type=lambda t: t.split(","), default=list(SELECTIONS),
+                        help="rows to run, e.g. tucker,svd,hybrid (default: all)")
     parser.add_argument("--train", type=int, default=10000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=lambda t: t if t == "auto" else float(t), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_table")
-    args = parser.parse_args(argv)
+    parser.add_argument("--render", type=Path, metavar="RUN.json", help="only rewrite RUN.md from a saved RUN.json")
+    return parser
+
+
+def run(args, argv) -> int:
+    if args.render:
+        return render(args)
     started = time.perf_counter()
     source = compress_table.data.load_fashion_mnist(test_limit=1).source
     rows = [row for name in args.models.split(",") for row in model_rows(name, args)]
-    text = markdown(rows, args, source, (time.perf_counter() - started) / 60)
+    minutes = (time.perf_counter() - started) / 60
+    header = environment(source)
+    text = markdown(rows, args, header, minutes)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"source": source, "rows": rows}, indent=1))
+    saved = {"source": source, "header": header, "minutes": minutes,
+             "argv": argv if argv is not None else sys.argv[1:], "rows": rows}
+    args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
+    return 0
+
+
+def render(args) -> int:
+    """Rewrite the Markdown of a saved run from its JSON (the run's own arguments, no re-measuring)."""
+    saved = json.loads(args.render.read_text())
+    run_args = build_parser().parse_args(saved["argv"])
+    text = markdown(saved["rows"], run_args, saved["header"], saved["minutes"])
+    args.render.with_suffix(".md").write_text(text)
+    print(text)
     return 0
 
 
