@@ -23,6 +23,7 @@ class DemoConfig:
     budget: str = "accuracy-drop=1.0"  # judged on the calibration images after a brief fine-tune
     data_source: str = "auto"          # 'auto': full Fashion-MNIST where found, else the embedded subset
     calibration_images: int = 512
+    latency_guard: str | None = None  # e.g. "host": offer only blocks timed faster than their layer there
     finetune_images: int | None = None  # None: the whole training split
     epochs: int = 3
     test_images: int | None = None     # None: the whole test split
@@ -114,7 +115,7 @@ class DemoRun:
         from edgecompress.compress import CompressConfig, compress
         from edgecompress.finetune import FinetuneConfig
 
-        config = CompressConfig(methods="hybrid", budget=self.config.budget,
+        config = CompressConfig(methods="hybrid", budget=self.config.budget, latency_guard=self.config.latency_guard,
                                 finetune=FinetuneConfig(epochs=self.config.epochs))
         compressed = compress(model, self.calibration, config, finetune_data=(data.x_train, data.y_train),
                               progress=self.progress)

@@ -19,6 +19,7 @@ Progress = Callable[[str, int, int], None]
 LEARNING_RATE_CANDIDATES = (1e-3, 5e-4, 2e-4, 1e-4)
 PROBE_SAMPLES = 2048  # per candidate, at most a quarter of the training split
 RECOVERY_RATES = (5e-4, 1e-4)  # brief_recovery_accuracy: the better of a fast and a gentle short run
+RECOVERY_SAMPLES = 2048  # one pass over at most this many fine-tuning samples per rate
 
 
 @dataclass
@@ -146,11 +147,11 @@ def probe_learning_rate(model: keras.Model, x, targets, validation, loss, config
 
 def brief_recovery_accuracy(model: keras.Model, x, y, x_eval, y_eval, seed: int = 0, batch_size: int = 64) -> float:
     """Top-1 (%) on (x_eval, y_eval) after the better of short label fine-tunes (one pass over at most
-    PROBE_SAMPLES of (x, y) at each of RECOVERY_RATES, from the same start): a floor for what one-shot
+    RECOVERY_SAMPLES of (x, y) at each of RECOVERY_RATES, from the same start): a floor for what one-shot
     fine-tuning recovers, used to judge an accuracy-drop budget. The model's weights are restored."""
     start = model.get_weights()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
-    picked = np.random.default_rng(seed).permutation(len(x))[:min(len(x), PROBE_SAMPLES)]
+    picked = np.random.default_rng(seed).permutation(len(x))[:min(len(x), RECOVERY_SAMPLES)]
     best = 0.0
     for rate in RECOVERY_RATES:
         keras.utils.set_random_seed(seed)

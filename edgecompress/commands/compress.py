@@ -43,6 +43,9 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
     group.add_argument("--layer", action="append", default=[], metavar="NAME=SPEC",
                        help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
+    group.add_argument("--latency-guard", metavar="TARGET",
+                       help="time each candidate block and its layer on TARGET (e.g. host) and offer only blocks "
+                            "that are faster there (similarity selection)")
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
     group.add_argument("--learning-rate", default="auto",
                        help="fine-tuning peak learning rate, or 'auto' (default): probe 1e-3, 5e-4, 2e-4, 1e-4 on "
@@ -78,6 +81,7 @@ def build_config(args):
     return CompressConfig(methods=args.methods, select=args.select, budget=parse_budget(args.budget),
                           metric=args.metric or DEFAULT_METRIC, rule=args.rule, threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
+                          latency_guard=args.latency_guard,
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed)
 
 

@@ -12,6 +12,8 @@ def register(subparsers) -> None:
                     "once, export .tflite fp32/int8 and .onnx with audits, benchmark original vs compressed on the "
                     "host, and write DIR/report.md, report.json, plots, plan.json and the deployable files.")
     parser.add_argument("-o", "--out", default="demo-out", help="output directory (default: demo-out)")
+    parser.add_argument("--latency-guard", metavar="TARGET",
+                        help="offer only blocks timed faster than their layer on TARGET, e.g. host (default: off)")
     parser.add_argument("--model", default="lenet5", help="zoo model with shipped weights (default: lenet5)")
     parser.add_argument("--budget", default="accuracy-drop=1.0",
                         help="compression budget (see compress --help); default: at most 1.0 top-1 point lost")
@@ -33,7 +35,8 @@ def run(args) -> int:
         raise DataError(f"--model {args.model}: no shipped weights; choose one of {', '.join(shipped())}")
     console = Console(stderr=False)
     config = DemoConfig(out_dir=Path(args.out), model=args.model, budget=args.budget, epochs=args.epochs,
-                        data_source=args.data_source, quick=args.quick)
+                        data_source=args.data_source, quick=args.quick,
+                        latency_guard=args.latency_guard)
     from edgecompress.commands.compress import _progress_bars
 
     with _progress_bars() as report:

@@ -57,6 +57,7 @@ class SimilaritySelector:
                                     cp_search_iterations)
         self.scorers.update(result.scorers)
         self.rule, self.loss = rule, loss
+        self.reasons: dict[str, str] = {}  # why a searched layer was kept, when the plan needs more than the budget
 
     @property
     def evaluations(self) -> int:

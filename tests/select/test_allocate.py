@@ -99,3 +99,38 @@ def test_accuracy_drop_judged_after_a_brief_finetune_cuts_deeper(tiny_run):
     compressed, _ = run.build(selector, choices, final=False)
     recovered = brief_recovery_accuracy(compressed, x_train[:2000], y_train[:2000], x, y)
     assert after["accuracy_before"] - recovered <= 2.0
+
+
+def test_latency_guard_offers_only_blocks_timed_faster_than_their_layer(tmp_path, monkeypatch):
+    """latency_guard='host': every layer and each block on its params front is timed on host LiteRT (cost
+    table); what stays on offer is no slower than its layer, what was dropped is counted, and a layer left with
+    nothing says why in the plan."""
+    from edgecompress.compress import CompressConfig, CompressionRun
+    from tests.select.conftest import TEST_LEVELS
+    from tests.select.models import calibration, trained_tiny_cnn
+
+    from edgecompress.bench import costtable
+
+    monkeypatch.setattr(costtable, "DEFAULT_CACHE", tmp_path / "latency_cache.json")  # fresh, not the user's
+    config = CompressConfig(samples_per_layer=256, levels=TEST_LEVELS, budget="params=0.5", latency_guard="host")
+    run = CompressionRun(trained_tiny_cnn(), *calibration(128), config, None)
+    selector = run.make_selector()
+    offered = [p for front in selector.fronts.values() for p in front.points]
+    for front in selector.fronts.values():
+        assert all(p.latency_ms <= front.original_latency_ms for p in front.points)
+    assert run.stats["latency_guard"] == "host" and run.stats["latency_guard_dropped"] >= 0
+    assert offered or run.stats["latency_guard_dropped"] > 0
+    for name, front in selector.fronts.items():
+        if not front.points:
+            assert "no block is faster" in selector.reasons[name]
+
+
+def test_an_unknown_latency_guard_target_fails_before_any_work():
+    from edgecompress.compress import CompressConfig, CompressionRun
+    from edgecompress.errors import TargetError
+    from tests.select.models import calibration, trained_tiny_cnn
+
+    run = CompressionRun(trained_tiny_cnn(), *calibration(64), CompressConfig(latency_guard="no-such-board"), None)
+    with pytest.raises(TargetError, match="no-such-board"):
+        run.make_selector()
+    assert "capture_s" not in run.stats
