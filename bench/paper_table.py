@@ -54,11 +54,16 @@ def tflite_bytes(model) -> bytes:
     return tflite_export.convert(lowered)
 
 
-def ladder_row(run, label, chooser_for, train, test, original, args) -> tuple[dict, object]:
+def chooser_at(run, selector, label: str, fraction: float) -> tuple:
+    """(chooser, limit, fixed cost) of one selection at one params fraction."""
+    return next((c, lim, fix) for _, c, lim, fix in compress_table.selections(run, selector, fraction, [label]))
+
+
+def ladder_row(run, selector, label, train, test, original, args) -> tuple[dict, object]:
     """Walk the budget ladder for one selection: (deepest row within MAX_DROP or the mildest row, its model)."""
     best, mildest, previous_kept = None, None, None
     for fraction in args.ladder:
-        chooser, limit, fixed = chooser_for(fraction)
+        chooser, limit, fixed = chooser_at(run, selector, label, fraction)
         row, model = compress_table.finetuned_row(run, label, chooser, limit, fixed, train, test, original, args)
         row["budget"] = fraction
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -77,15 +82,6 @@ def ladder_row(run, label, chooser_for, train, test, original, args) -> tuple[di
     return row, model
 
 
-def choosers(run, selector):
-    """{label: fraction -> (chooser, limit, fixed cost)} in table order."""
-    out = {}
-    for label in SELECTIONS:
-        out[label] = (lambda fraction, label=label: next(
-            (c, lim, fix) for lab, c, lim, fix in compress_table.selections(run, selector, fraction, [label])))
-    return out
-
-
 def model_rows(name: str, args) -> list[dict]:
     model, calibration, train, test = compress_table.load(name, args.train, args.test)
     started = time.perf_counter()
@@ -95,11 +91,9 @@ def model_rows(name: str, args) -> list[dict]:
     original = top1_accuracy(model, *test)
     base_tflite = tflite_bytes(model)
     rows = []
-    for label, chooser_for in choosers(run, selector).items():
-        if label not in args.selections:
-            continue
+    for label in (s for s in SELECTIONS if s in args.selections):
         started = time.perf_counter()
-        row, compressed = ladder_row(run, label, chooser_for, train, test, original, args)
+        row, compressed = ladder_row(run, selector, label, train, test, original, args)
         row.update(model=name, selection=label, size_before=len(base_tflite))
         if compressed is not None:
             content = tflite_bytes(compressed)

@@ -156,16 +156,12 @@ class CompressionRun:
     def make_selector(self):
         """Fail fast on an unreachable budget, then capture, then search (ours) or score (baselines)."""
         config, kind = self.config, self.fraction_kind()
-        baseline, table = None, None
+        baseline, table, guard = None, None, None
+        # An unknown or emulated target fails here, before any work.
         if self.budget and self.budget.kind == "latency":
-            from edgecompress.bench.costtable import CostTable
-
-            table = CostTable(self.budget.target)  # an unknown or emulated target fails here, before any work
-        guard = None
-        if config.latency_guard and table is None and config.select == "similarity":
-            from edgecompress.bench.costtable import CostTable
-
-            guard = CostTable(config.latency_guard)
+            table = _cost_table(self.budget.target)
+        elif config.latency_guard and config.select == "similarity":
+            guard = _cost_table(config.latency_guard)
         if config.select != "similarity":
             baseline = BaselineSelector(self.folded, self.tasks, config.select, config.methods == "hybrid")
         if kind:
@@ -333,6 +329,12 @@ class CompressionRun:
         if "accuracy_judged" in self.stats:
             data["accuracy_judged"] = self.stats["accuracy_judged"]
         return data
+
+
+def _cost_table(target: str):
+    from edgecompress.bench.costtable import CostTable  # imported on demand: only latency work needs it
+
+    return CostTable(target)
 
 
 def compress(model: keras.Model, calibration, config: CompressConfig | None = None, *,

@@ -123,6 +123,20 @@ def check_learning_rate(value) -> float | str:
     return rate
 
 
+def _short_runs(model: keras.Model, x, targets, loss, rates, count: int, seed: int, batch_size: int):
+    """For each rate, one pass over the same `count` random samples from the same start; yields the rate while
+    the model holds that run's weights, and restores the starting weights afterwards."""
+    start = model.get_weights()
+    picked = np.random.default_rng(seed).permutation(len(x))[:count]
+    x_picked, targets_picked = _float(x[picked]), np.asarray(targets)[picked]
+    for rate in rates:
+        keras.utils.set_random_seed(seed)
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+        model.fit(x_picked, targets_picked, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        yield rate
+        model.set_weights(start)
+
+
 def probe_learning_rate(model: keras.Model, x, targets, validation, loss, config: FinetuneConfig) -> tuple[float, dict]:
     """The candidate rate whose short run (same start, same samples) ends at the lowest validation loss.
 
@@ -131,17 +145,11 @@ def probe_learning_rate(model: keras.Model, x, targets, validation, loss, config
     """
     if validation is None:
         return 5e-4, {}
-    start = model.get_weights()
     count = max(min(len(x), config.batch_size), min(len(x) // 4, PROBE_SAMPLES))
-    picked = np.random.default_rng(config.seed).permutation(len(x))[:count]
     losses = {}
-    for rate in LEARNING_RATE_CANDIDATES:
-        keras.utils.set_random_seed(config.seed)
-        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
-        model.fit(x[picked], targets[picked], batch_size=config.batch_size, epochs=1, verbose=0, shuffle=True)
+    for rate in _short_runs(model, x, targets, loss, LEARNING_RATE_CANDIDATES, count, config.seed, config.batch_size):
         value = float(model.evaluate(*validation, batch_size=256, verbose=0))
         losses[rate] = value if np.isfinite(value) else float("inf")
-        model.set_weights(start)
     return min(losses, key=losses.get), losses
 
 
@@ -149,17 +157,9 @@ def brief_recovery_accuracy(model: keras.Model, x, y, x_eval, y_eval, seed: int 
     """Top-1 (%) on (x_eval, y_eval) after the better of short label fine-tunes (one pass over at most
     RECOVERY_SAMPLES of (x, y) at each of RECOVERY_RATES, from the same start): a floor for what one-shot
     fine-tuning recovers, used to judge an accuracy-drop budget. The model's weights are restored."""
-    start = model.get_weights()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
-    picked = np.random.default_rng(seed).permutation(len(x))[:min(len(x), RECOVERY_SAMPLES)]
-    best = 0.0
-    for rate in RECOVERY_RATES:
-        keras.utils.set_random_seed(seed)
-        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
-        model.fit(_float(x[picked]), np.asarray(y)[picked], batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
-        best = max(best, top1_accuracy(model, x_eval, y_eval))
-        model.set_weights(start)
-    return best
+    runs = _short_runs(model, x, y, loss, RECOVERY_RATES, min(len(x), RECOVERY_SAMPLES), seed, batch_size)
+    return max(top1_accuracy(model, x_eval, y_eval) for _ in runs)
 
 
 def _optimizer_and_callbacks(config: FinetuneConfig, rate: float, steps: int, validation) -> tuple:
