@@ -20,7 +20,7 @@ from edgecompress.factorize import available, get
 from edgecompress.finetune import FinetuneConfig, brief_recovery_accuracy, finetune, top1_accuracy
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
-from edgecompress.graph.rebuild import rebuild
+from edgecompress.graph.rebuild import normalize, rebuild
 from edgecompress.graph.surgery import check_finite_weights, check_labels
 from edgecompress.select import allocate, budgets
 from edgecompress.select.allocate import DEFAULT_LOSS
@@ -140,7 +140,7 @@ class CompressionRun:
         self.budget = budgets.parse_budget(config.budget)
         self.methods = parse_methods(config.methods)
         _check_inputs(self.budget, y, config)
-        self.folded, _ = fold_batchnorm(model)
+        self.folded, _ = fold_batchnorm(normalize(model))
         infos = [info for info in describe(self.folded) if info.kind is not None]
         overrides = resolve_overrides([i.name for i in infos if i.is_candidate], config.layers)
         self.tasks = make_tasks(infos, self.methods, overrides)
@@ -348,6 +348,7 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget.
     """
     config = config or CompressConfig()
+    model = normalize(model)
     x, y = as_calibration(calibration)
     check_calibration(model, x, config.calibration_name)
     check_labels(model, y, config.calibration_name)

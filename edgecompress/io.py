@@ -35,11 +35,14 @@ def load_model(path: str | os.PathLike):
     if path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelLoadError(f"{path}: unsupported model file type {path.suffix!r}; use .keras (or .h5)")
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - any loader failure is a bad file to the user
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{path}: cannot load as a Keras model ({first_line[:200]}); "
                              f"re-save it with Keras 3 as .keras") from error
+    from edgecompress.graph.rebuild import normalize
+
+    return normalize(model)
 
 
 def _load_zoo_model(name: str):

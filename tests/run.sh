@@ -21,4 +21,5 @@ fi
 
 python3 -m pip install -q -e '.[test]'
 # pytest exits 5 when it collects nothing: that is a failure here too.
+export TF_ENABLE_ONEDNN_OPTS=0  # the strictest CPU kernels, as on ARM boards: no CPU can hide a kernel gap
 python3 -m pytest -q "$@"

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from edgecompress.factorize.base import Cost
+from edgecompress.factorize.layers import depthwise_flops
 from edgecompress.graph.layers import LayerInfo
 from edgecompress.graph.shapes import conv_out_shape, prod
 
@@ -71,6 +72,13 @@ class CostChain:
         weights = prod(kernel) * (1 if depthwise else cin) * cout
         self.params += weights + (cout if bias else 0)
         self.flops += 2 * prod(self.spatial) * weights
+        return self
+
+    def depthwise(self, kernel, channels, strides, dilation, padding) -> "CostChain":
+        """A 2-D (or 1-D) depthwise conv run as depthwise_any_strides runs it."""
+        flops, self.spatial = depthwise_flops(self.spatial, kernel, strides, dilation, padding, channels)
+        self.params += prod(kernel) * channels
+        self.flops += flops
         return self
 
     def pointwise(self, layer: LayerInfo, cin, cout, strides=None, padding="valid", bias=False):

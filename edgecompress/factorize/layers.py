@@ -1,5 +1,6 @@
 """Keras 3 layers of ours, for factors no builtin layer expresses; each lowers to builtin TFLite ops only.
 
+- PortableDepthwiseConv2D: a DepthwiseConv2D that also runs with unequal row/column strides on every CPU kernel.
 - AxisDepthwise3D: CP's per-axis depthwise convs for Conv3D, as RESHAPE + DEPTHWISE_CONV_2D x3 + RESHAPE.
 - TTMatrixDense: a TT-matrix (t3f format) dense layer: reshapes, one transpose and one matmul per core.
 Registered with Keras on import, so saved models load after `import edgecompress`.
@@ -15,6 +16,63 @@ from keras import ops
 from edgecompress.graph.shapes import conv_out_shape, prod
 
 PACKAGE = "edgecompress"
+
+
+def equal_strides(strides: Sequence[int]) -> bool:
+    return len(set(strides)) <= 1
+
+
+def same_padding(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """(before, after) zeros TensorFlow adds on one axis for padding='same'."""
+    out = -(-length // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - length, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_any_strides(x, kernel, strides: Sequence[int], padding: str, dilation: Sequence[int]):
+    """A 2-D depthwise conv that runs on every TensorFlow CPU kernel, whatever the strides.
+
+    TensorFlow's default DepthwiseConv2dNative supports only equal row and column strides (oneDNN, on by default on
+    some x86 CPUs only, hides this). Unequal strides are computed at stride 1 on the input padded as 'same' would
+    pad it at the real strides, then subsampled: PAD + DEPTHWISE_CONV_2D + STRIDED_SLICE, all builtin.
+    """
+    strides, dilation = tuple(strides), tuple(dilation)
+    if equal_strides(strides):
+        return ops.depthwise_conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation)
+    if padding == "same":
+        pads = [same_padding(int(n), int(k), s, d)
+                for n, k, s, d in zip(x.shape[1:3], kernel.shape[:2], strides, dilation)]
+        x = ops.pad(x, [(0, 0), *pads, (0, 0)])
+    y = ops.depthwise_conv(x, kernel, strides=1, padding="valid", dilation_rate=dilation)
+    return y[:, ::strides[0], ::strides[1], :]
+
+
+def depthwise_flops(spatial: Sequence[int | None], kernel_size: Sequence[int], strides: Sequence[int],
+                    dilation: Sequence[int], padding: str, channels: int) -> tuple[int, tuple]:
+    """(FLOPs, output spatial) of `depthwise_any_strides`: unequal strides pay for the stride-1 positions."""
+    out = conv_out_shape(spatial, kernel_size, strides, dilation, padding)
+    computed = out
+    if not equal_strides(strides):
+        spans = [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)]
+        computed = tuple(None if n is None else ((o - 1) * s + 1 if padding == "same" else n - span + 1)
+                         for n, o, s, span in zip(spatial, out, strides, spans))
+    return 2 * prod(computed) * prod(kernel_size) * channels, out
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PortableDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D (depth_multiplier 1) whose unequal strides run on every CPU (see depthwise_any_strides)."""
+
+    def call(self, inputs):
+        y = depthwise_any_strides(inputs, self.kernel, self.strides, self.padding, self.dilation_rate)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+    def count_flops(self, input_shape) -> int:
+        flops, _ = depthwise_flops(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate,
+                                   self.padding, input_shape[-1] * self.depth_multiplier)
+        return flops
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -42,8 +100,8 @@ class AxisDepthwise3D(keras.layers.Layer):
         kernel_shape = (k, 1) if layout_axis == 0 else (1, k)
         kernel = ops.reshape(self.axis_kernels[axis_index], kernel_shape + (-1, 1))
         per_axis = lambda v: (v, 1) if layout_axis == 0 else (1, v)  # noqa: E731
-        return ops.depthwise_conv(x, kernel, strides=per_axis(self.strides[axis_index]), padding=self.padding,
-                                  dilation_rate=per_axis(self.dilation_rate[axis_index]))
+        return depthwise_any_strides(x, kernel, per_axis(self.strides[axis_index]), self.padding,
+                                     per_axis(self.dilation_rate[axis_index]))
 
     def call(self, inputs):
         depth, height, width, channels = inputs.shape[1:]
@@ -60,17 +118,25 @@ class AxisDepthwise3D(keras.layers.Layer):
         return (input_shape[0],) + spatial + (input_shape[-1],)
 
     def count_flops(self, input_shape) -> int:
-        spatial = list(input_shape[1:-1])
-        flops = 0
-        for axis, k in enumerate(self.kernel_size):
-            spatial[axis] = conv_out_shape([spatial[axis]], [k], [self.strides[axis]],
-                                           [self.dilation_rate[axis]], self.padding)[0]
-            flops += 2 * prod(spatial) * k * input_shape[-1]
-        return flops
+        return axis_depthwise_flops(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate,
+                                    self.padding, input_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
                 "dilation_rate": self.dilation_rate, "padding": self.padding}
+
+
+def axis_depthwise_flops(spatial, kernel_size, strides, dilation, padding: str, channels: int) -> int:
+    """FLOPs of one depthwise conv per spatial axis in turn, each a 2-D depthwise_any_strides on a (k, 1) kernel."""
+    spatial, flops = list(spatial), 0
+    for axis, k in enumerate(kernel_size):
+        pair = lambda values, fill=1: (values[axis], fill)  # noqa: E731  the axis laid along rows of a 2-D view
+        rest = prod(spatial[:axis] + spatial[axis + 1:])
+        step_flops, (out_len, _) = depthwise_flops((spatial[axis], rest), pair(kernel_size), pair(strides),
+                                                   pair(dilation), padding, channels)
+        spatial[axis] = out_len
+        flops += step_flops
+    return flops
 
 
 def ttm_macs_per_row(in_modes: Sequence[int], out_modes: Sequence[int], ranks: Sequence[int]) -> int:

@@ -7,17 +7,13 @@ import keras
 import numpy as np
 
 from edgecompress.graph.layers import CANDIDATE_KINDS, model_layers
+from edgecompress.graph.nodes import graph_nodes
 from edgecompress.graph.rebuild import rebuild
-
-
-def _graph_nodes(model: keras.Model) -> list:
-    graph = getattr(model, "_functional", None) or model
-    return [node for nodes in graph._nodes_by_depth.values() for node in nodes]
 
 
 def _consumer_counts(model: keras.Model) -> Counter:
     counts: Counter = Counter()
-    for node in _graph_nodes(model):
+    for node in graph_nodes(model):
         for tensor in node.input_tensors:
             counts[id(tensor)] += 1
     for tensor in model.outputs:

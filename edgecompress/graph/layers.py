@@ -10,6 +10,7 @@ from typing import Any
 import keras
 
 from edgecompress.graph.accounting import layer_flops
+from edgecompress.graph.nodes import call_sites, graph_of
 
 CANDIDATE_KINDS = {
     keras.layers.Conv1D: "conv1d",
@@ -77,10 +78,10 @@ class LayerInfo:
         return data
 
 
-def call_shapes(layer) -> list[tuple[tuple, tuple]]:
-    """(input_shape, output_shape) with batch, one pair per call site of the layer in its model."""
+def call_shapes(layer, nodes: list | None = None) -> list[tuple[tuple, tuple]]:
+    """(input_shape, output_shape) with batch, one pair per call site (`nodes`: the model's, default the layer's)."""
     pairs = []
-    for node in layer._inbound_nodes:
+    for node in layer._inbound_nodes if nodes is None else nodes:
         if not node.input_tensors or not node.outputs:
             continue
         pairs.append((tuple(node.input_tensors[0].shape), tuple(node.outputs[0].shape)))
@@ -93,11 +94,13 @@ def model_layers(model: keras.Model) -> list:
 
 
 def describe(model: keras.Model) -> list[LayerInfo]:
-    return [describe_layer(layer) for layer in model_layers(model)]
+    sites = call_sites(model)
+    return [describe_layer(layer, sites.get(id(layer)) if sites else None) for layer in model_layers(model)]
 
 
-def describe_layer(layer) -> LayerInfo:
-    sites = call_shapes(layer)
+def describe_layer(layer, nodes: list | None = None) -> LayerInfo:
+    """`nodes`: the layer's call sites in its model's graph (default: every call record the layer holds)."""
+    sites = call_shapes(layer, nodes)
     in_shape, out_shape = sites[0] if sites else (None, None)
     info = LayerInfo(
         name=layer.name,
@@ -140,8 +143,11 @@ def _reason_not_candidate(layer, info: LayerInfo, n_sites: int) -> str | None:
     for cls, reason in EXCLUDED_CLASSES.items():
         if isinstance(layer, cls):
             return reason
+    if isinstance(layer, keras.Model) and graph_of(layer) is None:
+        return ("nested subclassed model: its layers cannot be read from a graph; compress it on its own, then "
+                "use it in this model")
     if isinstance(layer, keras.Model):
-        return "nested model: compress it on its own, then use it in this model"
+        return "nested model: normalize the model first (edgecompress.graph.normalize; the CLI does) to inline it"
     if info.kind is None:
         return "has no weights to factorize" if info.params == 0 else f"{info.class_name}: not a Conv1D/2D/3D or Dense layer"
     return _candidate_problem(layer, info, n_sites)

@@ -57,9 +57,11 @@ def split_axis_depthwise(layer: AxisDepthwise3D, input_shape: tuple) -> list:
 
 
 def grouped_conv3d_pass(model: keras.Model) -> PassResult:
-    targets = [layer for layer in model.layers if isinstance(layer, AxisDepthwise3D)]
+    # tf2onnx infers a wrong output shape for a dilated grouped Conv3D: those keep their 2-D reshaped form.
+    targets = [layer for layer in model.layers
+               if isinstance(layer, AxisDepthwise3D) and all(d == 1 for d in layer.dilation_rate)]
     if not targets:
-        return PassResult(model, False, "no AxisDepthwise3D (CP on Conv3D) layer")
+        return PassResult(model, False, "no undilated AxisDepthwise3D (CP on Conv3D) layer")
     substitutes = {layer.name: split_axis_depthwise(layer, layer._inbound_nodes[0].input_tensors[0].shape)
                    for layer in targets}
     return PassResult(rebuild(model, substitutes), True, "AxisDepthwise3D as three depthwise Conv3D ops",

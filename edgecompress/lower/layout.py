@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import ops
 
-from edgecompress.factorize.layers import AxisDepthwise3D
+from edgecompress.factorize.layers import AxisDepthwise3D, PortableDepthwiseConv2D
 from edgecompress.graph.rebuild import rebuild
 from edgecompress.graph.shapes import conv_out_shape
 from edgecompress.lower.naming import pass_layer_name
@@ -93,7 +93,7 @@ def has_2d_form(layer) -> bool:
 
 def _conv_steps(layer) -> list[Step]:
     depthwise = isinstance(layer, keras.layers.DepthwiseConv1D)
-    layer_class = keras.layers.DepthwiseConv2D if depthwise else keras.layers.Conv2D
+    layer_class = PortableDepthwiseConv2D if depthwise else keras.layers.Conv2D
     size = {"depth_multiplier": layer.depth_multiplier} if depthwise else {"filters": layer.filters}
     arguments = {**size, "use_bias": layer.use_bias, "activation": layer.activation}
     return [Step(layer.name, layer_class, arguments, tuple(layer.kernel_size), tuple(layer.strides),
@@ -105,7 +105,7 @@ def _axis_depthwise_steps(layer: AxisDepthwise3D) -> list[Step]:
     for axis, (tag, kernel) in enumerate(zip("dhw", layer.axis_kernels)):
         only = lambda values, fill=1: tuple(v if i == axis else fill for i, v in enumerate(values))  # noqa: E731
         native_kernel = kernel.numpy().reshape(only(layer.kernel_size) + (kernel.shape[-1], 1))
-        steps.append(Step(pass_layer_name(layer.name, tag), keras.layers.DepthwiseConv2D,
+        steps.append(Step(pass_layer_name(layer.name, tag), PortableDepthwiseConv2D,
                           {"depth_multiplier": 1, "use_bias": False}, only(layer.kernel_size), only(layer.strides),
                           only(layer.dilation_rate), layer.padding, [native_kernel]))
     return steps
@@ -151,14 +151,20 @@ def choose_views(steps: list[Step]) -> list[str]:
     return chosen
 
 
+def _strides_in_view(strides: tuple, view: str) -> tuple:
+    """The 'L' view's width is 1, so its column stride is free: equal strides run on every depthwise kernel."""
+    strides_2d = _in_view(strides, view)
+    return (strides_2d[0],) * 2 if view == "L" else strides_2d
+
+
 def _emit(step: Step, view: str, spatial: tuple, channels: int):
     kernel_2d = _in_view(step.kernel_size, view)
     out_spatial = conv_out_shape(spatial, step.kernel_size, step.strides, step.dilation, step.padding)
     if step.pooling:
-        pool = step.layer_class(pool_size=kernel_2d, strides=_in_view(step.strides, view), padding=step.padding,
+        pool = step.layer_class(pool_size=kernel_2d, strides=_strides_in_view(step.strides, view), padding=step.padding,
                                 name=step.name)
         return pool, out_spatial, channels
-    layer = step.layer_class(kernel_size=kernel_2d, strides=_in_view(step.strides, view),
+    layer = step.layer_class(kernel_size=kernel_2d, strides=_strides_in_view(step.strides, view),
                              dilation_rate=_in_view(step.dilation, view), padding=step.padding,
                              name=step.name, **step.arguments)
     layer.build((None,) + view_shape(view, spatial, channels))

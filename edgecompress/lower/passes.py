@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import keras
 
+from edgecompress.graph.nodes import graph_nodes
 
 @dataclass
 class PassResult:
@@ -33,11 +34,6 @@ def run_passes(model: keras.Model, passes: Sequence[Pass]) -> tuple[keras.Model,
         records.append(result.record(lowering_pass.__name__))
         model = result.model
     return model, records
-
-
-def graph_nodes(model: keras.Model) -> list:
-    graph = getattr(model, "_functional", None) or model
-    return [node for nodes in graph._nodes_by_depth.values() for node in nodes]
 
 
 def _producer(tensor):

@@ -115,6 +115,10 @@ def _activation_name(layer) -> str | None:
 
 def check_calibration(model: keras.Model, x: np.ndarray, source: str = "calibration data") -> None:
     """Raise DataError naming both shapes when samples do not fit the model's input."""
+    if len(model.inputs) != 1:
+        shapes = ", ".join(str(tuple(t.shape[1:])) for t in model.inputs)
+        raise DataError(f"model {model.name!r} has {len(model.inputs)} inputs ({shapes}); edgecompress compresses "
+                        f"single-input models: compress the single-input sub-model that holds the convs")
     expected = tuple(model.inputs[0].shape[1:])
     got = tuple(x.shape[1:])
     fits = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))

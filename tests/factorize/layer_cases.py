@@ -11,11 +11,17 @@ SPATIAL = {"conv1d": (11,), "conv2d": (9, 8), "conv3d": (7, 6, 7)}
 MATRIX_METHODS = {"svd", "qr", "ttm"}
 
 
-def conv_variants(pointwise: bool):
+def strides_for(kind: str) -> tuple:
+    """1, 2, and an unequal stride (2 on the first spatial axis only) where the kind has two or more axes."""
+    ndim = len(KERNELS[kind])
+    return (1, 2) + (((2,) + (1,) * (ndim - 1),) if ndim > 1 else ())
+
+
+def conv_variants(kind: str, pointwise: bool):
     """(stride, padding, dilation) combos; TF forbids stride > 1 with dilation > 1, and 1x1 has no dilation."""
     dilations = (1,) if pointwise else (1, 2)
-    for stride, padding, dilation in itertools.product((1, 2), ("same", "valid"), dilations):
-        if stride > 1 and dilation > 1:
+    for stride, padding, dilation in itertools.product(strides_for(kind), ("same", "valid"), dilations):
+        if max(stride if isinstance(stride, tuple) else (stride,)) > 1 and dilation > 1:
             continue
         yield stride, padding, dilation
 
@@ -39,6 +45,6 @@ def variant_cases(pairs):
         if kind == "dense":
             cases.append((method, kind, 1, "valid", 1))
             continue
-        for stride, padding, dilation in conv_variants(pointwise=method in MATRIX_METHODS):
+        for stride, padding, dilation in conv_variants(kind, pointwise=method in MATRIX_METHODS):
             cases.append((method, kind, stride, padding, dilation))
     return cases
