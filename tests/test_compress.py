@@ -154,3 +154,24 @@ def test_latency_budget_on_the_host_with_measured_blocks(tmp_path):
                                                                samples_per_layer=256))
     assert result.plan.budget["achieved"]["latency"] <= 0.6
     assert (tmp_path / "latency.json").is_file()
+
+
+class _Lines:
+    def __init__(self):
+        self.lines = []
+
+    def print(self, line, highlight=False):
+        self.lines.append(line)
+
+
+def test_plain_progress_prints_an_estimate_while_a_step_runs_long():
+    from edgecompress.commands.compress import PlainProgress
+
+    console = _Lines()
+    with PlainProgress(console, interval_s=0.2) as report:
+        report("search", 0, 4)
+        report("search", 1, 4)
+        time.sleep(0.6)  # one step far longer than the interval: the heartbeat speaks
+        report("search", 4, 4)
+    assert any("search: 1/4 after" in line and "s left" in line for line in console.lines), console.lines
+    assert console.lines[-1].startswith("  search: 4/4 in ")

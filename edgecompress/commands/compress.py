@@ -3,10 +3,13 @@ the layers, optionally fine-tune once; writes OUT/model.keras and OUT/plan.json 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 
 from edgecompress.errors import DataError
+
+PROGRESS_INTERVAL_S = 30.0
 
 BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points " \
               "on the labelled --data, judged after a brief fine-tune when --finetune-data has labels) " \
@@ -105,8 +108,9 @@ def _progress_bars():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: one line per finished stage, in order, instead of bars at exit
-        yield _plain_progress(console)
+    if not console.is_terminal:  # a log file: plain lines, at least one a minute, instead of bars at exit
+        with PlainProgress(console) as report:
+            yield report
         return
     bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
@@ -121,16 +125,50 @@ def _progress_bars():
         yield report
 
 
-def _plain_progress(console):
-    started: dict[str, float] = {}
+class PlainProgress:
+    """Progress as plain lines: one per finished stage, and a line with an estimate of the time left whenever
+    `interval_s` passed without one (a heartbeat thread covers steps that take longer than that)."""
 
-    def report(stage: str, done: int, total: int) -> None:
-        started.setdefault(stage, time.perf_counter())
-        if done >= total:
-            console.print(f"  {stage}: {done}/{total} in {time.perf_counter() - started.pop(stage):.1f} s",
-                          highlight=False)
+    def __init__(self, console, interval_s: float = PROGRESS_INTERVAL_S):
+        self.console, self.interval_s = console, interval_s
+        self.started: dict[str, float] = {}
+        self.current: tuple[str, int, int] | None = None
+        self.last_line = time.perf_counter()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
 
-    return report
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self.lock:
+            self.started.setdefault(stage, time.perf_counter())
+            self.current = (stage, done, total)
+            if done >= total:
+                self._say(f"  {stage}: {done}/{total} in {time.perf_counter() - self.started.pop(stage):.1f} s")
+                self.current = None
+            elif time.perf_counter() - self.last_line >= self.interval_s:
+                self._say(self._status())
+
+    def _status(self) -> str:
+        stage, done, total = self.current
+        elapsed_s = time.perf_counter() - self.started[stage]
+        left = f", about {elapsed_s / done * (total - done):.0f} s left" if done else ""
+        return f"  {stage}: {done}/{total} after {elapsed_s:.0f} s{left}"
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, highlight=False)
+        self.last_line = time.perf_counter()
+
+    def _heartbeat(self) -> None:
+        while not self.stop.wait(self.interval_s / 4):
+            with self.lock:
+                if self.current and time.perf_counter() - self.last_line >= self.interval_s:
+                    self._say(self._status())
+
+    def __enter__(self):
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
 
 
 @contextlib.contextmanager

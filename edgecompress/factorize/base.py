@@ -50,6 +50,8 @@ class Method(ABC):
 
     name: str = ""
     kinds: frozenset[str] = frozenset()
+    # Tensor methods on a 1x1 conv factor a matrix at more cost than SVD for the same fit: not offered there.
+    spatial_kernels_only: bool = False
 
     # --- hooks ---------------------------------------------------------------------------------
     @abstractmethod
@@ -68,6 +70,10 @@ class Method(ABC):
     def build(self, layer: LayerInfo, factors: Factors) -> list:
         """Keras layers, built and holding the factors, to be called one after another."""
 
+    def search_work(self, layer: LayerInfo, rank: Rank) -> float:
+        """Multiply-accumulates of one search decomposition at `rank`; 0 where that is negligible (SVD-based)."""
+        return 0.0
+
     def shape_problem(self, layer: LayerInfo) -> str | None:
         """Method-specific reason the layer does not fit (e.g. not pointwise); None when it does."""
         return None
@@ -85,6 +91,9 @@ class Method(ABC):
             return layer.reason
         if layer.kind not in self.kinds:
             return f"{self.name} applies to {', '.join(sorted(self.kinds))} layers, not {layer.kind}"
+        if self.spatial_kernels_only and layer.kind != "dense" and layer.is_pointwise:
+            return (f"a 1x1 conv is a matrix: a {self.name} block fits it no better than SVD at the same rank and "
+                    f"costs more; svd/qr/ttm factorize it")
         problem = self.shape_problem(layer)
         if problem:
             return problem

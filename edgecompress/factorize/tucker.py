@@ -13,6 +13,7 @@ from edgecompress.factorize.base import Cost, Factors, Method, register
 @register("tucker")
 class Tucker(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
+    spatial_kernels_only = True
 
     def full_rank(self, layer):
         return (layer.in_channels, layer.out_channels)

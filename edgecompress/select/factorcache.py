@@ -22,10 +22,8 @@ import tensorly
 from tensorly.decomposition import parafac
 
 from edgecompress.factorize import Factors, get
-from edgecompress.factorize.cp import CP_MAX_ITERATIONS
+from edgecompress.factorize.cp import CP_MAX_ITERATIONS, CP_SEARCH_ITERATIONS
 from edgecompress.graph.layers import LayerInfo
-
-CP_SEARCH_ITERATIONS = 10
 
 
 class FactorCache:

@@ -22,6 +22,9 @@ from edgecompress.select.similarity import Metric
 # Target similarity levels: denser near 1, where the budgets people use end up.
 DEFAULT_LEVELS = (0.5, 0.75, 0.88, 0.94, 0.97, 0.985, 0.993, 0.998)
 COST_KINDS = ("params", "flops", "latency")
+# Ranks whose search decomposition costs more multiply-accumulates are not searched (CP-ALS at high ranks on
+# 3x3x512x512 kernels: minutes per layer). About 2 s of one core; 64-channel 3x3 convs are never affected.
+MAX_SEARCH_WORK_MACS = 1e10
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,13 @@ def offered_ranks(info: LayerInfo, methods: Sequence[str]) -> tuple[dict[str, li
     """Candidate ranks per applicable method, and the reason for each method left out."""
     ranks, reasons = {}, {}
     for name in methods:
-        reason = get(name).why_not(info)
-        candidates = [] if reason else get(name).ranks(info)
+        method = get(name)
+        reason = method.why_not(info)
+        cheaper = [] if reason else method.ranks(info)
+        candidates = [rank for rank in cheaper if method.search_work(info, rank) <= MAX_SEARCH_WORK_MACS]
+        if cheaper and not candidates:
+            reason = (f"{name} at its lowest rank {cheaper[0]} needs over {MAX_SEARCH_WORK_MACS:.0e} "
+                      f"multiply-accumulates to decompose: too slow for the search on a kernel this large")
         if reason or not candidates:
             reasons[name] = reason or f"no {name} rank gives a block cheaper than the layer"
         else:
