@@ -61,6 +61,11 @@ def corpus(tmp_path_factory):
     fc_kernel = model.get_layer("fc").kernel
     fc_kernel.assign(np.where(rng.random(fc_kernel.shape) > 0.5, np.nan, 0.1).astype(np.float32))
     model.save(root / "nan.keras")
+    small, large = keras.Input(INPUT_SHAPE, name="small"), keras.Input((24, 24, 1), name="large")
+    pooled = keras.layers.MaxPooling2D(2)(keras.layers.Conv2D(4, 3, padding="same", name="conv_large")(large))
+    joined = keras.layers.Concatenate()([keras.layers.Conv2D(4, 3, padding="same", name="conv_small")(small), pooled])
+    keras.Model([small, large], keras.layers.Dense(4, name="head")(keras.layers.Flatten()(joined))).save(
+        root / "two_inputs.keras")
     (root / "out").mkdir()
     (root / "existing_dir").mkdir()
     return root
@@ -70,6 +75,8 @@ COMPRESS_CASES = {
     "empty model": (["compress", "{root}/empty.keras", "--data", "{root}/calib.npz"], ["empty.keras"]),
     "truncated model": (["compress", "{root}/truncated.keras", "--data", "{root}/calib.npz"], ["truncated.keras"]),
     "no candidate layer": (["compress", "{root}/lstm_only.keras", "--data", "{root}/sequences.npz"], ["no layer to compress"]),
+    "two inputs of different sizes": (["compress", "{root}/two_inputs.keras", "--data", "{root}/calib.npz"],
+                                      ["2 inputs", "single-input"]),
     "NaN weights": (["compress", "{root}/nan.keras", "--data", "{root}/calib.npz"], ["fc", "nan"]),
     "npz without x": (["compress", "{root}/good.keras", "--data", "{root}/no_x.npz"], ["'x'"]),
     "x of wrong shape": (["compress", "{root}/good.keras", "--data", "{root}/wrong_shape.npz"], ["shape"]),

@@ -108,3 +108,22 @@ def test_normalize_inlines_nested_models_with_unique_names_and_same_outputs():
     assert len(names) == len(set(names)) and "inner_dense" in names
     x = np.random.rand(4, 6).astype(np.float32)
     np.testing.assert_allclose(flat(x), outer(x), rtol=1e-6, atol=1e-6)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3)
+
+    def call(self, inputs):
+        return self.conv(inputs)
+
+
+def test_a_nested_subclassed_model_is_listed_with_its_reason_not_a_crash():
+    from edgecompress.graph import describe, normalize
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(_Subclassed(name="inner")(inputs)))
+    rows = {info.name: info for info in describe(normalize(model))}
+    assert "subclassed" in rows["inner"].reason
+    assert rows["head"].reason is None
