@@ -15,13 +15,12 @@ from edgecompress.errors import DataError, ModelLoadError
 
 
 def load_model(path: str | os.PathLike):
-    """Load a Keras 3 model (.keras or .h5), or a built-in one as zoo:NAME, or say exactly why not."""
+    """Load a Keras 3 model file (.keras or .h5) as saved, or say exactly why not (edgecompress.models.load adds
+    zoo:NAME and normalizes the graph)."""
     import keras
 
     import edgecompress  # noqa: F401  (registers our layers before deserializing)
 
-    if str(path).startswith("zoo:"):
-        return _load_zoo_model(str(path)[4:])
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file; give the path of a .keras or .h5 model")
@@ -35,23 +34,11 @@ def load_model(path: str | os.PathLike):
     if path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelLoadError(f"{path}: unsupported model file type {path.suffix!r}; use .keras (or .h5)")
     try:
-        model = keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - any loader failure is a bad file to the user
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{path}: cannot load as a Keras model ({first_line[:200]}); "
                              f"re-save it with Keras 3 as .keras") from error
-    from edgecompress.graph.rebuild import normalize
-
-    return normalize(model)
-
-
-def _load_zoo_model(name: str):
-    from edgecompress import zoo
-
-    if name not in zoo.available():
-        raise ModelLoadError(f"zoo:{name}: no such built-in model; available: "
-                             f"{', '.join('zoo:' + n for n in zoo.available())}")
-    return zoo.pretrained(name) if name in zoo.shipped() else zoo.build(name)
 
 
 def load_npz(path: str | os.PathLike, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

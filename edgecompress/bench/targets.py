@@ -41,10 +41,11 @@ class TargetConfig:
 
 def target_dirs() -> list[Path]:
     """Where target files are looked up, first match wins: $EDGECOMPRESS_TARGETS (os.pathsep-separated),
-    ~/.config/edgecompress/targets, then the project's targets/ directory."""
+    ~/.config/edgecompress/targets, then the shipped ones (edgecompress/targets: in a checkout a link to the
+    top-level targets/, in an installed wheel a copy of it)."""
     extra = [Path(p) for p in os.environ.get("EDGECOMPRESS_TARGETS", "").split(os.pathsep) if p]
-    project = Path(__file__).resolve().parents[2] / "targets"
-    return extra + [Path.home() / ".config" / "edgecompress" / "targets", project]
+    shipped = Path(__file__).resolve().parent.parent / "targets"
+    return extra + [Path.home() / ".config" / "edgecompress" / "targets", shipped]
 
 
 def discover() -> dict[str, Path]:

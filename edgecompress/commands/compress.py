@@ -25,10 +25,12 @@ def register(subparsers) -> None:
     parser.add_argument("model", help="a .keras/.h5 file, or zoo:NAME for a built-in model")
     parser.add_argument("--data", required=True, help="calibration .npz with x (and y for accuracy-drop)")
     parser.add_argument("-o", "--out", required=True, help="output directory (created if missing)")
-    parser.add_argument("--methods", default="hybrid", help="hybrid (choose per layer among all) or a comma-"
-                                                             "separated list: tucker,cp,tt,svd,qr,ttm")
-    parser.add_argument("--select", default="similarity", choices=("similarity", "vbmf", "energy", "uniform"),
-                        help="rank selection: similarity (ours) or a baseline")
+    # Method and selection names come from their registries when the run starts (an unknown one is one line,
+    # exit 2, listing them), so building this parser does not import TensorFlow.
+    parser.add_argument("--methods", default="hybrid", help="hybrid (choose per layer among all registered "
+                                                             "methods) or a comma-separated list, e.g. tucker,svd")
+    parser.add_argument("--select", default="similarity",
+                        help="rank selection: similarity (ours) or a baseline: vbmf, energy, uniform")
     parser.add_argument("--budget", help=BUDGET_HELP + "; default: keep each layer's similarity >= --threshold")
     parser.add_argument("--finetune-data", help="training .npz (x, and y unless --distill) for one-shot fine-tuning")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2)")
@@ -89,9 +91,10 @@ def build_config(args):
 
 
 def _load_inputs(args, config):
-    from edgecompress.io import load_model, load_npz
+    from edgecompress import models
+    from edgecompress.io import load_npz
 
-    model = load_model(args.model)
+    model = models.load(args.model)
     calibration = load_npz(args.data)
     finetune_data = None
     if args.finetune_data:

@@ -36,9 +36,9 @@ def inspect_model(model) -> list[dict]:
 
 
 def run(args) -> int:
-    from edgecompress.io import load_model
+    from edgecompress import models
 
-    model = load_model(args.model)
+    model = models.load(args.model)
     rows = inspect_model(model)
     if args.json:
         json.dump({"model": model.name, "layers": rows}, sys.stdout, indent=2)

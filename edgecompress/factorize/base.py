@@ -6,11 +6,13 @@ A method is one file: `decompose()` returns plain numpy factors, `build()` turns
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+import tensorly
 from threadpoolctl import threadpool_limits
 
 from edgecompress.errors import UnsupportedLayerError
@@ -69,6 +71,33 @@ class Method(ABC):
     @abstractmethod
     def build(self, layer: LayerInfo, factors: Factors) -> list:
         """Keras layers, built and holding the factors, to be called one after another."""
+
+    # --- hooks with defaults: what the search and the baselines need to know of a method's format ----------
+    def search_factors(self, layer: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, rank: Rank,
+                       state: dict) -> Factors:
+        """Factors at `rank` for the search to score, as cheaply as the format allows. `state` is this method's
+        scratch space for this layer, kept across calls (one full decomposition to truncate, a warm start);
+        it arrives with "search_iterations" for iterative methods. Default: decompose()."""
+        return self.decompose(layer, kernel, bias, rank)
+
+    def final_factors(self, layer: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, rank: Rank,
+                      state: dict) -> Factors:
+        """Factors at the chosen `rank` for the compressed model (the same `state` as the search's)."""
+        return self.decompose(layer, kernel, bias, rank)
+
+    def kernel_from_factors(self, layer: LayerInfo, factors: Factors) -> np.ndarray | None:
+        """The (k..., Cin, Cout) kernel the built block applies, dilation not spread, from the factors with numpy;
+        None when the format has no such shortcut (the search then probes the built block)."""
+        return None
+
+    def unfoldings(self, layer: LayerInfo, kernel: np.ndarray) -> list[np.ndarray]:
+        """The matrices whose ranks set this method's rank, one per entry of the rank tuple (the VBMF and energy
+        baselines read their spectra). Default: the kernel's Cin and Cout unfoldings."""
+        return [tensorly.unfold(kernel, kernel.ndim - 2), tensorly.unfold(kernel, kernel.ndim - 1)]
+
+    def rank_from_unfoldings(self, layer: LayerInfo, per_unfolding: Sequence[int]) -> tuple[int, ...]:
+        """This method's rank from one rank per unfolding (default: the tuple as is)."""
+        return tuple(int(r) for r in per_unfolding)
 
     def search_work(self, layer: LayerInfo, rank: Rank) -> float:
         """Multiply-accumulates of one search decomposition at `rank`; 0 where that is negligible (SVD-based)."""
@@ -137,13 +166,19 @@ def _one_blas_thread(decompose: Callable) -> Callable:
     return wrapper
 
 
+def sequential_unfoldings(tensor: np.ndarray) -> list[np.ndarray]:
+    """(n1, n2...n_d), (n1 n2, n3...n_d), ...: the unfoldings whose ranks a tensor train's TT-SVD sets."""
+    return [tensor.reshape(math.prod(tensor.shape[:k]), -1) for k in range(1, tensor.ndim)]
+
+
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: `@register("tucker")` makes the method available under that name."""
 
     def decorate(cls: type) -> type:
         cls.name = name
-        if "decompose" in vars(cls):
-            cls.decompose = _one_blas_thread(cls.decompose)
+        for hook in ("decompose", "search_factors", "final_factors"):
+            if hook in vars(cls):
+                setattr(cls, hook, _one_blas_thread(vars(cls)[hook]))
         _REGISTRY[name] = cls()
         return cls
 

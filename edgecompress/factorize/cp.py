@@ -1,5 +1,11 @@
 """CP (CANDECOMP/PARAFAC) of a conv kernel: 1x1 (Cin->R), one depthwise conv per spatial axis, 1x1 (R->Cout).
 
+The search runs CP-ALS for a few iterations per rank, warm-started from the nearest larger rank already computed
+(its strongest components) or from an SVD init; the final model refines the chosen rank for CP_MAX_ITERATIONS
+more iterations from there. Each component's scale is spread evenly over its factors (same kernel, better
+conditioned for fine-tuning; its effect on fine-tuned top-1 is not established: see the ResNet-20 note in
+bench/results/compress_table.md).
+
 A strided Conv2D gets one depthwise conv whose kernel is the outer product of its two axis factors instead: split,
 each axis conv would stride one axis only, which TensorFlow's default CPU kernel cannot run (oneDNN hides it), and
 for a 3x3 kernel at stride 2 the merged conv costs the same FLOPs in one op instead of two.
@@ -8,8 +14,8 @@ to 2-D and uses DEPTHWISE_CONV_2D (see layers.AxisDepthwise3D).
 """
 from __future__ import annotations
 
+import functools
 import math
-
 import warnings
 
 import numpy as np
@@ -115,6 +121,42 @@ class CP(Method):
         arrays = {"in": f_in, "out": f_out * weights, **{f"axis{i}": f for i, f in enumerate(spatial)}}
         return Factors(self.name, (rank_value,), arrays, bias)
 
+    def search_factors(self, layer, kernel, bias, rank, state) -> Factors:
+        (rank_value,) = self.resolve(layer, rank)
+        iterations = state.get("search_iterations", CP_SEARCH_ITERATIONS)
+        return self._warm_als(kernel, bias, rank_value, iterations, state, refine=False)
+
+    def final_factors(self, layer, kernel, bias, rank, state) -> Factors:
+        (rank_value,) = self.resolve(layer, rank)
+        return self._warm_als(kernel, bias, rank_value, CP_MAX_ITERATIONS, state, refine=True)
+
+    def kernel_from_factors(self, layer, factors):
+        """Sum of rank-1 terms as one GEMM: (k..., Cin, R) @ (R, Cout); tensorly's cp_to_tensor would form a
+        (k...Cout, R) Khatri-Rao product first (1.8 s per call on a 3x3x256x256 kernel, measured)."""
+        arrays = factors.arrays
+        axes = [arrays[f"axis{i}"] for i in range(len(layer.kernel_size))]
+        spatial = functools.reduce(lambda acc, f: acc[..., None, :] * f, axes, np.ones(arrays["in"].shape[1]))
+        return (spatial[..., None, :] * arrays["in"]) @ arrays["out"].T
+
+    def rank_from_unfoldings(self, layer, per_unfolding):
+        return (int(max(per_unfolding)),)
+
+    def _warm_als(self, kernel, bias, rank_value: int, iterations: int, state: dict, refine: bool) -> Factors:
+        computed = state.setdefault("computed", {})  # rank -> (weights, factors) of the search's ALS
+        if refine or rank_value not in computed:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tensorly warns when rank exceeds a mode's size at SVD init
+                cp = parafac(kernel, rank=rank_value, init=_warm_start(computed, rank_value),
+                             n_iter_max=iterations, tol=1e-7, random_state=0)
+            if not refine:
+                computed[rank_value] = cp
+        else:
+            cp = computed[rank_value]
+        weights, factors = cp
+        *spatial, f_in, f_out = balanced_cp(weights, factors)
+        arrays = {"in": f_in, "out": f_out, **{f"axis{i}": f for i, f in enumerate(spatial)}}
+        return Factors(self.name, (rank_value,), arrays, bias)
+
     def build(self, layer, factors):
         (rank_value,) = factors.rank
         arrays = factors.arrays
@@ -147,6 +189,27 @@ class CP(Method):
             )
             parts.append((depthwise, [axis_kernel.reshape(kernel_size + (axis_kernel.shape[1], 1))]))
         return parts
+
+
+def _warm_start(computed: dict, rank_value: int):
+    """The strongest components of the nearest computed rank >= rank_value, else tensorly's SVD init."""
+    larger = sorted(r for r in computed if r >= rank_value)
+    if not larger:
+        return "svd"
+    weights, factors = computed[larger[0]]
+    strength = np.abs(weights) * np.prod([np.linalg.norm(f, axis=0) for f in factors], axis=0)
+    keep = np.argsort(strength)[::-1][:rank_value]
+    return tensorly.cp_tensor.CPTensor((weights[keep], [f[:, keep] for f in factors]))
+
+
+def balanced_cp(weights: np.ndarray, factors: list[np.ndarray]) -> list[np.ndarray]:
+    """Factors of the same CP tensor with every component's scale shared equally by its factors."""
+    norms = np.stack([np.linalg.norm(f, axis=0) for f in factors])
+    norms = np.where(norms == 0, 1.0, norms)
+    share = (np.abs(weights) * np.prod(norms, axis=0)) ** (1.0 / len(factors))
+    signed = [f / n * share for f, n in zip(factors, norms)]
+    signed[-1] = signed[-1] * np.sign(np.where(weights == 0, 1.0, weights))
+    return signed
 
 
 def _merged(layer) -> bool:

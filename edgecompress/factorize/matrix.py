@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Method
+from edgecompress.factorize.base import Cost, Factors, Method
 
 MATRIX_KINDS = frozenset({"dense", "conv1d", "conv2d", "conv3d"})
 
@@ -12,6 +12,11 @@ MATRIX_KINDS = frozenset({"dense", "conv1d", "conv2d", "conv3d"})
 def as_matrix(kernel: np.ndarray) -> np.ndarray:
     """A Dense kernel or a 1x1 conv kernel (1.., Cin, Cout) as a (Cin, Cout) matrix."""
     return kernel.reshape(kernel.shape[-2], kernel.shape[-1])
+
+
+def as_pointwise_kernel(matrix: np.ndarray, layer) -> np.ndarray:
+    """A (Cin, Cout) matrix as the kernel of the layer's kind: (1.., Cin, Cout)."""
+    return matrix.reshape((1,) * len(layer.kernel_size) + matrix.shape)
 
 
 def pointwise_problem(layer) -> str | None:
@@ -30,6 +35,25 @@ class TwoFactorMethod(Method):
 
     def full_rank(self, layer):
         return (min(layer.in_channels, layer.out_channels),)
+
+    def search_factors(self, layer, kernel, bias, rank, state) -> Factors:
+        """The first r columns of A and rows of B of one full-rank decomposition: exactly decompose() at rank r
+        for SVD and for column-pivoted QR."""
+        if "full" not in state:
+            state["full"] = self.decompose(layer, kernel, bias, self.full_rank(layer))
+        (rank_value,) = self.resolve(layer, rank)
+        arrays = state["full"].arrays
+        truncated = {"first": arrays["first"][:, :rank_value], "second": arrays["second"][:rank_value]}
+        return Factors(self.name, (rank_value,), truncated, bias)
+
+    def final_factors(self, layer, kernel, bias, rank, state) -> Factors:
+        return self.search_factors(layer, kernel, bias, rank, state)
+
+    def kernel_from_factors(self, layer, factors):
+        return as_pointwise_kernel(factors.arrays["first"] @ factors.arrays["second"], layer)
+
+    def unfoldings(self, layer, kernel):
+        return [as_matrix(kernel)]
 
     def cost(self, layer, rank) -> Cost:
         (rank_value,) = self.resolve(layer, rank)

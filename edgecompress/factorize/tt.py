@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 from tensorly.decomposition import tensor_train
+from tensorly.tt_tensor import tt_to_tensor
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Factors, Method, register
+from edgecompress.factorize.base import Cost, Factors, Method, register, sequential_unfoldings
 from edgecompress.factorize.ranks import feasible_tt_ranks
 
 
@@ -44,6 +45,13 @@ class TensorTrain(Method):
         cores = tensor_train(channels_first, rank=[1, *ranks, 1]).factors
         achieved = tuple(int(core.shape[-1]) for core in cores[:-1])
         return Factors(self.name, achieved, {f"core{i}": c for i, c in enumerate(cores)}, bias)
+
+    def kernel_from_factors(self, layer, factors):
+        cores = [factors.arrays[f"core{i}"] for i in range(len(layer.kernel_size) + 2)]
+        return np.moveaxis(tt_to_tensor(cores), 0, -2)
+
+    def unfoldings(self, layer, kernel):
+        return sequential_unfoldings(np.moveaxis(kernel, -2, 0))
 
     def build(self, layer, factors):
         ranks = factors.rank

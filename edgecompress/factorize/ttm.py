@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 from tensorly.decomposition import tensor_train_matrix
+from tensorly.tt_matrix import tt_matrix_to_tensor
 
 from edgecompress.factorize import blocks, matrix
-from edgecompress.factorize.base import Cost, Factors, Method, register
+from edgecompress.factorize.base import Cost, Factors, Method, register, sequential_unfoldings
 from edgecompress.factorize.layers import TTMatrixDense, ttm_macs_per_row
 from edgecompress.factorize.ranks import feasible_tt_ranks
 
@@ -84,6 +85,20 @@ class TTMatrix(Method):
         cores = tensor_train_matrix(tensor, rank=list(ranks)).factors
         achieved = tuple(int(core.shape[-1]) for core in cores[:-1])
         return Factors(self.name, achieved, {f"core{k}": c for k, c in enumerate(cores)}, bias)
+
+    def kernel_from_factors(self, layer, factors):
+        cores = [factors.arrays[f"core{k}"] for k in range(len(factors.arrays))]
+        weights = tt_matrix_to_tensor(cores).reshape(layer.in_channels, layer.out_channels)
+        return matrix.as_pointwise_kernel(weights, layer)
+
+    def unfoldings(self, layer, kernel):
+        """The TT-SVD's unfoldings: the kernel as (n1 m1, n2 m2, ..., nd md), cut between cores."""
+        in_modes, out_modes = self.modes(layer)
+        tensor = matrix.as_matrix(kernel).reshape(in_modes + out_modes)
+        count = len(in_modes)
+        interleaved = [axis for pair in zip(range(count), range(count, 2 * count)) for axis in pair]
+        paired = np.transpose(tensor, interleaved).reshape([n * m for n, m in zip(in_modes, out_modes)])
+        return sequential_unfoldings(paired)
 
     def build(self, layer, factors):
         in_modes, out_modes = self.modes(layer)

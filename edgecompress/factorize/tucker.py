@@ -1,9 +1,14 @@
-"""Tucker-2 on a conv kernel's channel modes: 1x1 (Cin->R1), kxk core (R1->R2), 1x1 (R2->Cout)."""
+"""Tucker-2 on a conv kernel's channel modes: 1x1 (Cin->R1), kxk core (R1->R2), 1x1 (R2->Cout).
+
+The search scores the truncated HOSVD (leading singular vectors of the Cin and Cout unfoldings, core by
+projection): exactly HOSVD at that rank, approximately the HOOI that decompose() runs for the final model.
+"""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+import tensorly
 from tensorly.decomposition import partial_tucker
 
 from edgecompress.factorize import blocks
@@ -37,6 +42,20 @@ class Tucker(Method):
             )
         return Factors(self.name, (rank_in, rank_out), {"u_in": u_in, "core": core, "u_out": u_out}, bias)
 
+    def search_factors(self, layer, kernel, bias, rank, state) -> Factors:
+        if "bases" not in state:
+            modes = (kernel.ndim - 2, kernel.ndim - 1)
+            state["bases"] = tuple(leading_basis(tensorly.unfold(kernel, m)) for m in modes)
+        rank_in, rank_out = self.resolve(layer, rank)
+        u_in, u_out = state["bases"][0][:, :rank_in], state["bases"][1][:, :rank_out]
+        core = np.tensordot(kernel, u_in, axes=([kernel.ndim - 2], [0]))  # (..., Cout, r_in)
+        core = np.tensordot(core, u_out, axes=([kernel.ndim - 2], [0]))  # (..., r_in, r_out)
+        return Factors(self.name, (rank_in, rank_out), {"u_in": u_in, "core": core, "u_out": u_out}, bias)
+
+    def kernel_from_factors(self, layer, factors):
+        arrays = factors.arrays
+        return np.einsum("...ab,ia,ob->...io", arrays["core"], arrays["u_in"], arrays["u_out"], optimize=True)
+
     def build(self, layer, factors):
         rank_in, rank_out = factors.rank
         arrays = factors.arrays
@@ -48,3 +67,10 @@ class Tucker(Method):
             (blocks.pointwise(layer, name(2), layer.out_channels, **blocks.last_factor_args(layer)),
              blocks.with_bias([blocks.pointwise_kernel(layer, arrays["u_out"].T)], factors.bias)),
         ], layer.input_shape)
+
+
+def leading_basis(matrix: np.ndarray) -> np.ndarray:
+    """A complete orthonormal basis of the rows' space, leading singular vectors first (eigh of the Gram
+    matrix: complete even when the matrix has fewer columns than rows, and small for wide unfoldings)."""
+    values, vectors = np.linalg.eigh(matrix @ matrix.T)
+    return vectors[:, np.argsort(values)[::-1]]

@@ -61,13 +61,13 @@ def export(model, path, to: str | None = None, precision: str = "fp32", data=Non
         to: "tflite" or "onnx"; default from the file suffix.
         data: inputs `x`, a tuple (x, y), or an .npz path: calibration for int8 and parity/top-1 data.
     """
+    from edgecompress import models
     from edgecompress.graph.rebuild import normalize
-    from edgecompress.io import load_model
 
     path = Path(path)
     to = check_choices(path, to, precision, data)
     check_writable(path)
-    model = load_model(model) if isinstance(model, (str, os.PathLike)) else normalize(model)
+    model = models.load(model) if isinstance(model, (str, os.PathLike)) else normalize(model)
     x, y = load_data(data, model)
     lowered, records = lower(model, to)
     content = convert(lowered, to, precision, x)

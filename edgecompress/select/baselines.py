@@ -5,17 +5,14 @@
   compared at the same params as the others).
 - energy: the smallest rank per unfolding keeping a `knob` fraction of the singular-value energy.
 - uniform: the same rank fraction `knob` for every layer.
-The unfoldings per method: tucker the Cin and Cout unfoldings; cp one rank, the larger of those two;
-svd/qr the matrix; tt and ttm the sequential unfoldings of their train (the TT-SVD's ranks).
+Each method names the unfoldings whose ranks set its rank (`Method.unfoldings`, `Method.rank_from_unfoldings`).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import scipy.optimize
-import tensorly
 
 from edgecompress.errors import UnsupportedLayerError
 from edgecompress.factorize import get
@@ -30,35 +27,8 @@ def hybrid_method(info: LayerInfo) -> str:
     return HYBRID_DEFAULT["matrix" if info.is_pointwise else "conv"]
 
 
-def _sequential(tensor: np.ndarray) -> list[np.ndarray]:
-    return [tensor.reshape(math.prod(tensor.shape[:k]), -1) for k in range(1, tensor.ndim)]
-
-
-def _channel_unfoldings(info: LayerInfo, kernel: np.ndarray) -> list[np.ndarray]:
-    return [tensorly.unfold(kernel, kernel.ndim - 2), tensorly.unfold(kernel, kernel.ndim - 1)]
-
-
-def _ttm_unfoldings(info: LayerInfo, kernel: np.ndarray) -> list[np.ndarray]:
-    in_modes, out_modes = get("ttm").modes(info)
-    tensor = kernel.reshape(in_modes + out_modes)
-    interleaved = [axis for pair in zip(range(len(in_modes)), range(len(in_modes), 2 * len(in_modes))) for axis in pair]
-    return _sequential(np.transpose(tensor, interleaved))
-
-
-UNFOLDINGS: dict[str, Callable[[LayerInfo, np.ndarray], list[np.ndarray]]] = {
-    "tucker": _channel_unfoldings,
-    "cp": _channel_unfoldings,
-    "svd": lambda info, kernel: [kernel.reshape(kernel.shape[-2], kernel.shape[-1])],
-    "qr": lambda info, kernel: [kernel.reshape(kernel.shape[-2], kernel.shape[-1])],
-    "tt": lambda info, kernel: _sequential(np.moveaxis(kernel, -2, 0)),
-    "ttm": _ttm_unfoldings,
-}
-
-
-def singular_values(method: str, info: LayerInfo, kernel: np.ndarray) -> list[np.ndarray]:
-    if method not in UNFOLDINGS:
-        raise UnsupportedLayerError(f"layer {info.name!r}: the baselines have no unfolding rule for method {method!r}")
-    return [np.linalg.svd(m.astype(np.float64), compute_uv=False) for m in UNFOLDINGS[method](info, kernel)]
+def singular_values(unfoldings: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.linalg.svd(m.astype(np.float64), compute_uv=False) for m in unfoldings]
 
 
 def energy_rank(values: np.ndarray, fraction: float) -> int:
@@ -100,8 +70,9 @@ class LayerBasis:
 
     def __init__(self, info: LayerInfo, method: str, kernel: np.ndarray):
         self.info, self.method = info, method
-        self.shapes = [m.shape for m in UNFOLDINGS.get(method, lambda *_: [])(info, kernel)]
-        self.values = singular_values(method, info, kernel)
+        unfoldings = get(method).unfoldings(info, kernel)
+        self.shapes = [m.shape for m in unfoldings]
+        self.values = singular_values(unfoldings)
         self._vbmf: list[int] | None = None
 
     def vbmf(self) -> list[int]:
@@ -119,10 +90,8 @@ class LayerBasis:
             per_mode = [max(1, int(round(r * knob))) for r in self.vbmf()]
         else:
             raise UnsupportedLayerError(f"unknown rank selection {select!r}; use similarity, vbmf, energy or uniform")
-        if self.method == "cp":
-            per_mode = [max(per_mode)]
         full = method.full_rank(self.info)
-        return tuple(int(min(r, f)) for r, f in zip(per_mode, full))
+        return tuple(int(min(r, f)) for r, f in zip(method.rank_from_unfoldings(self.info, per_mode), full))
 
     def choice(self, select: str, knob: float) -> tuple[tuple[int, ...] | None, str | None]:
         """(rank, None) when the block is cheaper than the layer, else (None, reason)."""

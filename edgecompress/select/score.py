@@ -3,7 +3,7 @@
 Every block the methods build is linear up to its last activation, so on a receptive-field patch it acts
 as one matrix W_block. `effective_kernel` reads that matrix off the block the method actually builds (by
 feeding it the identity patches): it works for any registered method and scores exactly the operator
-deployed. For the six built-in methods `fast_kernel` rebuilds the same matrix from the factors with numpy,
+deployed. Where a method has `kernel_from_factors`, `fast_kernel` rebuilds the same matrix from the factors with numpy,
 about 30x cheaper (no Keras layers); tests/select/test_score.py checks the two agree for every method,
 layer kind, stride, padding and dilation.
 """
@@ -14,8 +14,6 @@ from functools import reduce
 
 import keras
 import numpy as np
-from tensorly.tt_matrix import tt_matrix_to_tensor
-from tensorly.tt_tensor import tt_to_tensor
 
 from edgecompress.factorize import Factors, get
 from edgecompress.graph.layers import LayerInfo
@@ -47,40 +45,6 @@ def effective_kernel(method: str, info: LayerInfo, factors: Factors) -> tuple[np
     return response[1:] - response[0], response[0]
 
 
-def _tucker(arrays, info):
-    return np.einsum("...ab,ia,ob->...io", arrays["core"], arrays["u_in"], arrays["u_out"], optimize=True)
-
-
-def _cp(arrays, info):
-    """Sum of rank-1 terms as one GEMM: (k..., Cin, R) @ (R, Cout); cp_to_tensor would form a (k...Cout, R)
-    Khatri-Rao product first (1.8 s per call on a 3x3x256x256 kernel, measured)."""
-    axes = [arrays[f"axis{i}"] for i in range(len(info.kernel_size))]
-    spatial = reduce(lambda acc, factor: acc[..., None, :] * factor, axes, np.ones(arrays["in"].shape[1]))
-    return (spatial[..., None, :] * arrays["in"]) @ arrays["out"].T
-
-
-def _tt(arrays, info):
-    cores = [arrays[f"core{i}"] for i in range(len(info.kernel_size) + 2)]
-    return np.moveaxis(tt_to_tensor(cores), 0, -2)
-
-
-def _ttm(arrays, info):
-    cores = [arrays[f"core{i}"] for i in range(len(arrays))]
-    matrix = tt_matrix_to_tensor(cores)
-    return _pointwise(matrix.reshape(info.in_channels, info.out_channels), info)
-
-
-def _pointwise(matrix, info):
-    return matrix.reshape((1,) * len(info.kernel_size) + matrix.shape)
-
-
-KERNEL_FROM_FACTORS = {
-    "tucker": _tucker, "cp": _cp, "tt": _tt, "ttm": _ttm,
-    "svd": lambda arrays, info: _pointwise(arrays["first"] @ arrays["second"], info),
-    "qr": lambda arrays, info: _pointwise(arrays["first"] @ arrays["second"], info),
-}
-
-
 def dilate(kernel: np.ndarray, dilation) -> np.ndarray:
     """The kernel spread over its dilated span, zeros between taps: what it applies to a receptive field."""
     ndim = kernel.ndim - 2
@@ -93,10 +57,11 @@ def dilate(kernel: np.ndarray, dilation) -> np.ndarray:
 
 
 def fast_kernel(method: str, info: LayerInfo, factors: Factors) -> tuple[np.ndarray, np.ndarray]:
-    """What `effective_kernel` returns, from the factors with numpy; falls back to it for other methods."""
-    if method not in KERNEL_FROM_FACTORS:
+    """What `effective_kernel` returns, from the method's `kernel_from_factors` where it has one."""
+    kernel = get(method).kernel_from_factors(info, factors)
+    if kernel is None:
         return effective_kernel(method, info, factors)
-    kernel = dilate(KERNEL_FROM_FACTORS[method](factors.arrays, info), info.dilation or ())
+    kernel = dilate(kernel, info.dilation or ())
     bias = factors.bias if factors.bias is not None else np.zeros(info.out_channels)
     return kernel.reshape(-1, info.out_channels).astype(np.float32), np.asarray(bias, np.float32)
 

@@ -151,7 +151,12 @@ class BaselineSelector:
         return choices
 
 
+def selections() -> list[str]:
+    """Every rank selection: ours first, then the baselines."""
+    return ["similarity", *baselines.DEFAULT_KNOBS]
+
+
 def check_select(select: str) -> None:
-    if select != "similarity" and select not in baselines.DEFAULT_KNOBS:
+    if select not in selections():
         raise UnsupportedLayerError(f"unknown rank selection {select!r}; use similarity, "
                                     f"{', '.join(baselines.DEFAULT_KNOBS)}")

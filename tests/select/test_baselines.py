@@ -5,8 +5,12 @@ import math
 import numpy as np
 import pytest
 
+from edgecompress.factorize import applicable_pairs, get
+from edgecompress.graph.layers import describe
 from edgecompress.select import baselines
 from edgecompress.select.selectors import BaselineSelector
+from tests.conftest import single_layer_model
+from tests.factorize.layer_cases import make_layer
 
 
 @pytest.mark.parametrize("rank, shape", [(5, (60, 40)), (12, (100, 300)), (1, (30, 30))])
@@ -36,7 +40,13 @@ def test_each_baseline_meets_a_params_budget(tiny_run, select):
     assert {p.method for p in choices.values()} <= {"tucker", "svd"}
 
 
-def test_unfoldings_exist_for_every_registered_method():
-    from edgecompress.factorize import available
-
-    assert set(available()) <= set(baselines.UNFOLDINGS)
+@pytest.mark.parametrize("method, kind", applicable_pairs())
+def test_every_method_names_unfoldings_that_set_its_rank(method, kind):
+    """A baseline's per-unfolding ranks at their maximum give a rank the method accepts, one entry per mode."""
+    layer, input_shape = make_layer(method, kind)
+    info = describe(single_layer_model(layer, input_shape))[-1]
+    chosen = get(method)
+    unfoldings = chosen.unfoldings(info, layer.kernel.numpy())
+    assert unfoldings and all(m.ndim == 2 for m in unfoldings)
+    rank = chosen.rank_from_unfoldings(info, [min(m.shape) for m in unfoldings])
+    assert len(chosen.resolve(info, rank)) == len(chosen.full_rank(info))
