@@ -54,33 +54,55 @@ BUILDERS = {"sequential_input": sequential_with_input, "sequential_input_shape":
 CANDIDATES = {"conv_a", "conv_b", "conv_c", "fc_a", "fc_b"}
 
 
-def _fresh_process(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgecompress.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+# Run in one fresh process for all model kinds: `inspect --json` and `compress` through the CLI's own entry point.
+FRESH_SCRIPT = """
+import contextlib, io, json, sys
+from edgecompress import cli
+results = {}
+for path in sys.argv[2:]:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        inspect_rc = cli.main(["inspect", path, "--json"])
+    compress_rc = cli.main(["compress", path, "--data", sys.argv[1], "-o", path + ".out", "--budget",
+                            "params=%s", "--methods", "tucker,svd", "--memory-cap-mb", "64"])
+    results[path] = {"inspect_rc": inspect_rc, "layers": json.loads(printed.getvalue())["layers"],
+                     "compress_rc": compress_rc}
+print(json.dumps(results))
+""" % BUDGET
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    np.savez(path, x=np.random.default_rng(0).random((64,) + INPUT_SHAPE, dtype=np.float32))
-    return path
+def fresh_results(tmp_path_factory):
+    """Each kind built and saved here, then inspected and compressed in one fresh process."""
+    root = tmp_path_factory.mktemp("saved")
+    calib = root / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).random((64,) + INPUT_SHAPE, dtype=np.float32))
+    paths = {}
+    for kind, builder in BUILDERS.items():
+        paths[kind] = root / f"{kind}.keras"
+        builder().save(paths[kind])
+    done = subprocess.run([sys.executable, "-c", FRESH_SCRIPT, str(calib), *map(str, paths.values())],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return {kind: results[str(path)] | {"path": path} for kind, path in paths.items()}
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
-def test_saved_model_is_inspected_and_compressed_in_a_fresh_process(kind, calib, tmp_path):
-    path = tmp_path / f"{kind}.keras"
-    BUILDERS[kind]().save(path)
-    inspected = _fresh_process("inspect", path, "--json")
-    assert inspected.returncode == 0, inspected.stderr
-    rows = {row["name"]: row for row in json.loads(inspected.stdout)["layers"]}
+def test_saved_model_is_inspected_and_compressed_in_a_fresh_process(kind, fresh_results):
+    result = fresh_results[kind]
+    assert result["inspect_rc"] == 0 and result["compress_rc"] == 0
+    rows = {row["name"]: row for row in result["layers"]}
     candidates = {name for name, row in rows.items() if row["kind"] and row["reason"] is None}
     assert candidates == CANDIDATES, {name: rows[name]["reason"] for name in CANDIDATES & set(rows)}
-    out = tmp_path / "out"
-    compressed = _fresh_process("compress", path, "--data", calib, "-o", out, "--budget", f"params={BUDGET}",
-                                "--methods", "tucker,svd", "--memory-cap-mb", "64")
-    assert compressed.returncode == 0, compressed.stderr
-    plan = json.loads((out / "plan.json").read_text())
+    plan = json.loads((result["path"].parent / f"{kind}.keras.out" / "plan.json").read_text())
     assert plan["budget"]["achieved"]["params"] <= BUDGET
+
+
+def _fresh_process(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecompress.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def test_a_layer_called_twice_in_the_graph_stays_shared(tmp_path):

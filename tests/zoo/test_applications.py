@@ -2,9 +2,9 @@
 parity on LiteRT and ONNX Runtime, and round-trip through .keras. The 224x224 runs, with each application's own
 classifier, are bench/real_architectures.py; here a pooled Dense head keeps VGG16's 4096-wide top out of the run.
 
-The default run compresses every architecture and checks its .tflite; ONNX and the .keras round trip run by
-default on the two whose front ends and blocks differ most (EfficientNet's Normalization and squeeze-excite,
-MobileNetV3's hard-swish), on every architecture with -m slow.
+The default run takes the three light architectures (MobileNetV2, MobileNetV3-Small, EfficientNet-B0: inverted
+residuals, squeeze-excite multiplies, hard-swish, a Normalization front end) through every check, and keeps the
+suite inside its time budget; ResNet-50, DenseNet-121 and VGG16 (20-40 s each here) run with -m slow.
 
 Tolerances: runtime parity within 1e-4 x max|y| (fp32); the reloaded model equals the compressed one to 1e-5.
 """
@@ -19,15 +19,14 @@ from edgecompress.lower import export
 from edgecompress.zoo.applications import APPLICATIONS, build_application
 
 SIZE = 32
-EVERY_CHECK_BY_DEFAULT = {"efficientnet_b0", "mobilenet_v3_small"}
+BY_DEFAULT = {"efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small"}
 TOLERANCE = 1e-4
 FAST = dict(methods="tucker,svd", samples_per_layer=64, memory_cap_bytes=64 << 20)
 
 
-def _cases(every_check_only: bool = False) -> list:
-    """One param per architecture; the checks beyond compress + .tflite are slow except on the default two."""
-    marked = lambda name: () if not every_check_only or name in EVERY_CHECK_BY_DEFAULT else (pytest.mark.slow,)  # noqa: E731
-    return [pytest.param(name, marks=marked(name)) for name in sorted(APPLICATIONS)]
+def _cases() -> list:
+    """One param per architecture; the heavy ones are marked slow."""
+    return [pytest.param(name, marks=() if name in BY_DEFAULT else (pytest.mark.slow,)) for name in sorted(APPLICATIONS)]
 
 
 @functools.lru_cache(maxsize=None)  # compressed once per architecture, shared by the checks
@@ -54,12 +53,12 @@ def test_compresses_under_the_budget_and_exports_tflite_with_parity(name, tmp_pa
     _export_checked(name, "tflite", tmp_path)
 
 
-@pytest.mark.parametrize("name", _cases(every_check_only=True))
+@pytest.mark.parametrize("name", _cases())
 def test_exports_onnx_with_parity(name, tmp_path):
     _export_checked(name, "onnx", tmp_path)
 
 
-@pytest.mark.parametrize("name", _cases(every_check_only=True))
+@pytest.mark.parametrize("name", _cases())
 def test_round_trips_through_keras_file(name, tmp_path):
     _, result, x = compressed(name)
     path = tmp_path / f"{name}.keras"
