@@ -45,7 +45,7 @@ def print_audit(audit: dict, path: str, audit_path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{path}: {audit['format']} {audit['precision']}, ops per original layer")
+    table = Table(title="ops per original layer")  # a title wraps at the table's width: the path goes above
     for column in ("layer", "ops (execution order)", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")
     for row in audit["layers"]:
@@ -53,6 +53,7 @@ def print_audit(audit: dict, path: str, audit_path: str) -> None:
     table.add_section()
     table.add_row("total", "", str(audit["op_total"]))
     console = Console(width=max(Console().width, 140))
+    console.print(f"{path}: {audit['format']} {audit['precision']}", soft_wrap=True, highlight=False)
     console.print(table)
     console.print(summary_line(audit))
     for record in (r for r in audit["passes"] if r["changed"]):
