@@ -39,7 +39,8 @@ from edgecompress import factorize  # noqa: E402  # noqa: F401  (registers metho
 from edgecompress.errors import EdgeCompressError  # noqa: E402
 from edgecompress.compress import CompressConfig, Compressed, compress  # noqa: E402
 from edgecompress.lower import Artifact, export  # noqa: E402
+from edgecompress import bench  # noqa: E402  (edgecompress.bench.run without another import)
 
 __version__ = "0.1.0"
-__all__ = ["Artifact", "CompressConfig", "Compressed", "EdgeCompressError", "compress", "export", "factorize",
-           "__version__"]
+__all__ = ["Artifact", "CompressConfig", "Compressed", "EdgeCompressError", "bench", "compress", "export",
+           "factorize", "__version__"]

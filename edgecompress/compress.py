@@ -348,12 +348,11 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget.
     """
     config = config or CompressConfig()
-    model = normalize(model)
     x, y = as_calibration(calibration)
     check_calibration(model, x, config.calibration_name)
     check_labels(model, y, config.calibration_name)
-    check_finite_weights(model)
     run = CompressionRun(model, x, y, config, progress)
+    check_finite_weights(run.folded)
     if finetune_data is not None:  # checked before the search, which may take minutes
         fx, fy = as_calibration(finetune_data)
         check_calibration(model, fx, "fine-tuning data")

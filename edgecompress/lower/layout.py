@@ -161,8 +161,8 @@ def _emit(step: Step, view: str, spatial: tuple, channels: int):
     kernel_2d = _in_view(step.kernel_size, view)
     out_spatial = conv_out_shape(spatial, step.kernel_size, step.strides, step.dilation, step.padding)
     if step.pooling:
-        pool = step.layer_class(pool_size=kernel_2d, strides=_strides_in_view(step.strides, view), padding=step.padding,
-                                name=step.name)
+        pool = step.layer_class(pool_size=kernel_2d, strides=_strides_in_view(step.strides, view),
+                                padding=step.padding, name=step.name)
         return pool, out_spatial, channels
     layer = step.layer_class(kernel_size=kernel_2d, strides=_strides_in_view(step.strides, view),
                              dilation_rate=_in_view(step.dilation, view), padding=step.padding,

@@ -26,7 +26,8 @@ FAST = dict(methods="tucker,svd", samples_per_layer=64, memory_cap_bytes=64 << 2
 
 def _cases() -> list:
     """One param per architecture; the heavy ones are marked slow."""
-    return [pytest.param(name, marks=() if name in BY_DEFAULT else (pytest.mark.slow,)) for name in sorted(APPLICATIONS)]
+    return [pytest.param(name, marks=() if name in BY_DEFAULT else (pytest.mark.slow,))
+            for name in sorted(APPLICATIONS)]
 
 
 @functools.lru_cache(maxsize=None)  # compressed once per architecture, shared by the checks
