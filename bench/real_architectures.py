@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGE_TIMEOUT_S = 3600
@@ -122,7 +121,7 @@ def measure(arch: str, size: int, images: int, budget: str, root: Path) -> dict:
 def markdown(records: list[dict], command: str) -> str:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     names = [name for name in records[0]["stages"]] if records else []
-    lines = [f"# Real architectures end to end (bench/real_architectures.py)\n",
+    lines = ["# Real architectures end to end (bench/real_architectures.py)\n",
              f"Command: `{command}`. Machine: {machine}, TF_ENABLE_ONEDNN_OPTS="
              f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}. Each stage is one CLI call in its own process: "
              f"wall seconds / peak RSS MB of that process. Random weights (nothing downloaded), random inputs.\n",

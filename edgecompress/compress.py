@@ -59,7 +59,6 @@ class CompressConfig:
     latency_guard: str | None = None           # a target, e.g. "host": offer only blocks timed no slower there
     calibration_name: str = "calibration data"
     seed: int = 0
-    version: int = 1
 
 
 @dataclass
@@ -114,7 +113,6 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
     check_select(config.select)
     get_metric(config.metric)
     if budget and budget.kind == "latency":
-        budgets.require_cost_table(budget)
         if config.select != "similarity":
             raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity only; "
                               f"give {config.select} a params= or flops= budget")

@@ -4,8 +4,7 @@ Produces plain `LayerInfo` records; knows nothing about the factorization method
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import keras
 
@@ -49,7 +48,6 @@ class LayerInfo:
     params: int = 0
     flops: int = 0
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_candidate(self) -> bool:
@@ -73,9 +71,7 @@ class LayerInfo:
         return all(k == 1 for k in self.kernel_size)
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data.pop("extra")
-        return data
+        return asdict(self)
 
 
 def call_shapes(layer, nodes: list | None = None) -> list[tuple[tuple, tuple]]:

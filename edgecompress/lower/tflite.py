@@ -16,7 +16,6 @@ from edgecompress.lower.naming import layer_in_op_name
 from edgecompress.lower.runtime import quiet_native_logs
 from edgecompress.lower.trace import frozen_function
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 CALIBRATION_SAMPLES = 200
 
 

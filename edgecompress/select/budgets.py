@@ -2,7 +2,6 @@
 they put on the candidate layers. Parsing and validation live here only, so the CLI and API agree."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 
@@ -11,7 +10,6 @@ from edgecompress.errors import BudgetError
 FRACTION_KINDS = ("params", "flops")
 KINDS = FRACTION_KINDS + ("accuracy-drop", "latency")
 SYNTAX = "params=0.15 | flops=0.3 | accuracy-drop=1.0 | latency=0.5@host"
-COST_TABLE_MODULE = "edgecompress.bench.costtable"
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,6 @@ def _number(text: str, value_text: str) -> float:
     if not math.isfinite(value):
         raise BudgetError(f"budget {text!r}: value must be finite ({SYNTAX})")
     return value
-
-
-def require_cost_table(budget: Budget) -> None:
-    """Latency budgets need measured per-block latencies for the target; say how to get them if absent."""
-    if importlib.util.find_spec(COST_TABLE_MODULE) is None:
-        raise BudgetError(
-            f"budget {budget.text!r}: latency budgets need a per-target table of measured block latencies "
-            f"({COST_TABLE_MODULE}), which this install does not have yet; use params= or flops= instead")
 
 
 def cost_limit(budget: Budget, original_total: int) -> int:

@@ -21,7 +21,6 @@ from edgecompress.select.similarity import Metric
 
 # Target similarity levels: denser near 1, where the budgets people use end up.
 DEFAULT_LEVELS = (0.5, 0.75, 0.88, 0.94, 0.97, 0.985, 0.993, 0.998)
-COST_KINDS = ("params", "flops", "latency")
 # Ranks whose search decomposition costs more multiply-accumulates are not searched (CP-ALS at high ranks on
 # 3x3x512x512 kernels: minutes per layer). About 2 s of one core; 64-channel 3x3 convs are never affected.
 MAX_SEARCH_WORK_MACS = 1e10
@@ -168,12 +167,5 @@ def search(model, capture: Capture, infos: Mapping[str, LayerInfo], methods: Map
     return SearchResult(fronts, scorers)
 
 
-def similarity_at(front: LayerFront, method: str, rank: tuple[int, ...]) -> float | None:
-    for point in front.points:
-        if point.method == method and point.rank == tuple(rank):
-            return point.similarity
-    return None
-
-
-__all__ = ["COST_KINDS", "DEFAULT_LEVELS", "LayerFront", "Point", "SearchResult", "cheapest_meeting", "pareto",
-           "search", "search_method", "similarity_at", "offered_ranks"]
+__all__ = ["DEFAULT_LEVELS", "LayerFront", "Point", "SearchResult", "cheapest_meeting", "pareto",
+           "search", "search_method", "offered_ranks"]

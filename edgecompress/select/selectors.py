@@ -19,7 +19,6 @@ from edgecompress.select.similarity import Metric
 from edgecompress.select.tasks import LayerTask
 
 RULES = ("allocate", "threshold")
-LOSS_NAMES = tuple(allocate.LOSSES)
 
 
 def layer_weights(model: keras.Model, name: str) -> tuple[np.ndarray, np.ndarray | None]:
