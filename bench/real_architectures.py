@@ -160,12 +160,13 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/edgecompress-real-architectures")
     parser.add_argument("--out", default=str(RESULTS / "real_architectures"))
     args = parser.parse_args()
-    records = [measure(arch, args.size, args.images, args.budget, Path(args.work)) for arch in args.archs.split(",")]
     command = "python bench/real_architectures.py " + " ".join(sys.argv[1:])
-    text = markdown(records, command)
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(records, indent=2, default=str))
+    records = []
+    for arch in args.archs.split(","):  # results are rewritten after every architecture: a long run keeps its rows
+        records.append(measure(arch, args.size, args.images, args.budget, Path(args.work)))
+        Path(args.out + ".md").write_text(markdown(records, command))
+        Path(args.out + ".json").write_text(json.dumps(records, indent=2, default=str))
+    print(markdown(records, command))
 
 
 if __name__ == "__main__":
