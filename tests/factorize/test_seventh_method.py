@@ -2,8 +2,8 @@
 (k... x Cin, Cout): a kxk conv to rank r, then a 1x1 conv) goes through inspect, the DSE under every selection and
 the four budgets, and lowering to TFLite and ONNX with the audit, with no other file edited.
 
-It defines only the five required hooks: the search decomposes at every rank and scores by probing the built
-block (no kernel_from_factors), and the baselines read the default Cin/Cout unfoldings.
+It defines only what every method must (its kinds and the four abstract hooks): the search decomposes at every
+rank and scores by probing the built block (no kernel_from_factors); the baselines read the default unfoldings.
 """
 import keras
 import numpy as np
