@@ -37,7 +37,7 @@ def compressed(name: str):
     return model, compress(model, x, CompressConfig(budget="params=0.5", **FAST)), x
 
 
-def _export_checked(name: str, to: str, tmp_path) -> None:
+def check_export_parity(name: str, to: str, tmp_path) -> None:
     _, result, x = compressed(name)
     artifact = export(result.model, tmp_path / f"{name}.{to}", to=to, data=x[:4])
     parity = artifact.audit["parity"]
@@ -51,12 +51,12 @@ def test_compresses_under_the_budget_and_exports_tflite_with_parity(name, tmp_pa
     assert [layer for layer in result.plan.layers if layer.method], f"{name}: nothing factorized"
     assert result.plan.budget["achieved"]["params"] <= 0.5
     assert result.model.count_params() < model.count_params()
-    _export_checked(name, "tflite", tmp_path)
+    check_export_parity(name, "tflite", tmp_path)
 
 
 @pytest.mark.parametrize("name", _cases())
 def test_exports_onnx_with_parity(name, tmp_path):
-    _export_checked(name, "onnx", tmp_path)
+    check_export_parity(name, "onnx", tmp_path)
 
 
 @pytest.mark.parametrize("name", _cases())
