@@ -5,7 +5,6 @@ and the output directory's listing unchanged (no partial files).
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
