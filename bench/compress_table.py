@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from edgecompress import data, zoo  # noqa: E402
 from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
 from edgecompress.errors import BudgetError  # noqa: E402
-from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy  # noqa: E402
+from edgecompress.finetune import FinetuneConfig, finetune, top1_pct  # noqa: E402
 from edgecompress.select.selectors import BaselineSelector  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,8 +59,7 @@ def _all_selections(run, selector, fraction: float):
         yield "hybrid", selector, int(fraction * total), fixed_cost(run, selector.fronts)
     searched = {name for name, task in run.tasks.items() if task.searched}
     for name in BASELINES:
-        baseline = BaselineSelector(run.folded, run.tasks, name, hybrid=True)
-        baseline.scorers = selector.scorers
+        baseline = BaselineSelector(run.folded, run.tasks, name, hybrid=True, scorers=selector.scorers)
         yield name, baseline, int(fraction * total), fixed_cost(run, searched)
 
 
@@ -82,10 +81,10 @@ def finetuned_row(run, label, chooser, limit, fixed, train, test, original, args
     totals = plan.totals()
     row.update(kept=plan.budget["achieved"]["params"], conv_cut=100 * plan.cut("conv"), fc_cut=100 * plan.cut("dense"),
                flops_cut=100 * (1 - totals["flops_after"] / totals["flops_before"]),
-               top1_compressed=top1_accuracy(model, *test))
+               top1_compressed=top1_pct(model, *test))
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     row["learning_rate"] = finetune(model, *train, config).learning_rate
-    row["top1_finetuned"] = top1_accuracy(model, *test)
+    row["top1_finetuned"] = top1_pct(model, *test)
     row["drop"] = original - row["top1_finetuned"]
     return row, model
 
@@ -100,7 +99,7 @@ def table_for(name: str, args) -> list[dict]:
                          None)
     selector = run.make_selector()  # baselines only: capture and scorers, no search
     search_s = time.perf_counter() - started
-    original = top1_accuracy(model, *test)
+    original = top1_pct(model, *test)
     rows = []
     for fraction in args.budgets:
         for label, chooser, limit, fixed in selections(run, selector, fraction, args.selections):

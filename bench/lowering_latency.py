@@ -25,12 +25,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgecompress import factorize  # noqa: E402
-from edgecompress.bench import runner  # noqa: E402
 from edgecompress.graph.layers import describe  # noqa: E402
 from edgecompress.graph.surgery import compress_model  # noqa: E402
 from edgecompress.lower import lower  # noqa: E402
 from edgecompress.lower import onnx as onnx_export  # noqa: E402
 from edgecompress.lower import tflite as tflite_export  # noqa: E402
+from edgecompress.ondevice import runner  # noqa: E402
 
 CUT_TARGETS = (2.0, 4.0, 8.0, 16.0)
 # Per segment (fresh interpreters, load order alternating between segments); the latency is the median over segments
@@ -141,7 +141,7 @@ def _segment(paths: list[str], model_class, timing: dict, reverse: bool) -> list
 
 
 def time_interleaved(contents: list[bytes], suffix: str, timing: dict) -> list[float]:
-    """Latency (ms) of each model, 1 thread, timed interleaved in this process with bench.runner's loop."""
+    """Latency (ms) of each model, 1 thread, timed interleaved in this process with the runner's loop."""
     with tempfile.TemporaryDirectory() as directory:
         paths = []
         for index, content in enumerate(contents):
@@ -325,7 +325,7 @@ BLOCK_HEADER = ("| block shape | method (rank) | FLOPs cut | LiteRT ms (layer ->
 def write_results(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Lowering latency (bench/lowering_latency.py)", "",
+    lines = ["# Lowering latency (bench/lowering_latency.py)", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Machine: {result['system']['cpu_model']}, {result['system']['cpu_count']} cores (shared with "
              f"other jobs: read small differences as noise); LiteRT {result['runtimes']['tflite']}, "

@@ -33,7 +33,7 @@ import lowering_latency  # noqa: E402
 
 from edgecompress import zoo  # noqa: E402
 from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
-from edgecompress.finetune import top1_accuracy  # noqa: E402
+from edgecompress.finetune import top1_pct  # noqa: E402
 from edgecompress.lower import lower  # noqa: E402
 from edgecompress.lower import tflite as tflite_export  # noqa: E402
 
@@ -88,7 +88,7 @@ def model_rows(name: str, args) -> list[dict]:
     run = CompressionRun(model, *calibration, CompressConfig(select="similarity"), None)
     selector = run.make_selector()
     print(f"{name}: similarity search {time.perf_counter() - started:.0f} s", flush=True)
-    original = top1_accuracy(model, *test)
+    original = top1_pct(model, *test)
     base_tflite = tflite_bytes(model)
     rows = []
     for label in (s for s in SELECTIONS if s in args.selections):

@@ -18,8 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgecompress import factorize  # noqa: E402
-from edgecompress.graph.layers import describe  # noqa: E402
-from edgecompress.graph.surgery import layer_weights  # noqa: E402
+from edgecompress.graph.layers import describe, layer_weights  # noqa: E402
 from tests.factorize.layer_cases import make_layer, variant_cases  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from edgecompress import data, zoo  # noqa: E402
 from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
 from edgecompress.factorize import get  # noqa: E402
-from edgecompress.finetune import FinetuneConfig, finetune, top1_accuracy  # noqa: E402
+from edgecompress.finetune import FinetuneConfig, finetune, top1_pct  # noqa: E402
 from edgecompress.graph.rebuild import rebuild  # noqa: E402
 from edgecompress.select.capture import capture  # noqa: E402
 from edgecompress.select.score import apply_activation, effective_kernel  # noqa: E402
@@ -60,7 +60,7 @@ def evaluate_model(name: str, configs: int, train: int, epochs: int, seed: int) 
     samples = capture(run.folded, x_calib, [t.info for t in run.tasks.values() if t.searched])
     scorers = make_scorers(run.folded, {n: t for n, t in run.tasks.items() if t.searched}, samples,
                            next(iter(metrics().values())), 12)
-    original = top1_accuracy(model, ds.x_test, ds.y_test)
+    original = top1_pct(model, ds.x_test, ds.y_test)
     rng = np.random.default_rng(seed)
     rows = []
     for index in range(configs):
@@ -70,9 +70,9 @@ def evaluate_model(name: str, configs: int, train: int, epochs: int, seed: int) 
         kept = [n for n, t in run.tasks.items() if t.searched and n not in choices]
         substitutes = {n: get(m).build(run.tasks[n].info, scorers[n].cache.search(m, r)) for n, (m, r) in choices.items()}
         compressed = rebuild(run.folded, substitutes)
-        before = top1_accuracy(compressed, ds.x_test, ds.y_test)
+        before = top1_pct(compressed, ds.x_test, ds.y_test)
         finetune(compressed, ds.x_train, ds.y_train, FinetuneConfig(epochs=epochs, seed=seed))
-        after = top1_accuracy(compressed, ds.x_test, ds.y_test)
+        after = top1_pct(compressed, ds.x_test, ds.y_test)
         row = {"model": name, "config": index, "original": original, "compressed": before, "finetuned": after,
                "layers": {n: [m, list(r)] for n, (m, r) in choices.items()}}
         for metric in metrics():

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import signal
 import sys
 import traceback
-
 
 
 def build_parser() -> argparse.ArgumentParser:

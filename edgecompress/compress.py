@@ -1,8 +1,10 @@
 """The compression API: `compress(model, calibration, config) -> Compressed(model, plan)`.
 
-Folds BatchNorm, captures calibration samples, selects a (method, rank) per layer (our similarity search or
-a baseline) under the budget, replaces the chosen layers, and optionally fine-tunes the whole model once.
-The model is not changed; the returned one shares no weights with it.
+Read top-down: `compress` checks its inputs, then a `CompressionRun` folds BatchNorm, captures calibration
+samples, builds a `Selector` (our similarity search or a baseline), lets the budget kind's chooser
+(`CHOOSERS`) pick a (method, rank) per layer, and replaces the chosen layers; the plan is written from the
+choices (select/plan.py), and the whole model is optionally fine-tuned once. The model is not changed; the
+returned one shares no weights with it.
 """
 from __future__ import annotations
 
@@ -10,28 +12,29 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 
-from edgecompress.errors import BudgetError, UnsupportedLayerError
+from edgecompress.errors import BudgetError, ConfigError, UnsupportedLayerError
 from edgecompress.factorize import available, get
-from edgecompress.finetune import FinetuneConfig, brief_recovery_accuracy, finetune, top1_accuracy
+from edgecompress.factorize.base import SEARCH_ITERATIONS
+from edgecompress.finetune import FinetuneConfig, brief_recovery_accuracy, finetune, top1_pct
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import normalize, rebuild
 from edgecompress.graph.surgery import check_finite_weights, check_labels
+from edgecompress.progress import Progress
 from edgecompress.select import allocate, budgets
 from edgecompress.select.allocate import DEFAULT_LOSS
 from edgecompress.select.baselines import DEFAULT_KNOBS
-from edgecompress.select.capture import (DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, Progress, capture,
-                                         check_calibration)
-from edgecompress.select.factorcache import CP_SEARCH_ITERATIONS
+from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, capture, check_calibration
 from edgecompress.select.overrides import resolve_overrides
-from edgecompress.select.plan import LayerPlan, Plan
+from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
 from edgecompress.select.search import DEFAULT_LEVELS, Point
-from edgecompress.select.selectors import BaselineSelector, SimilaritySelector, check_select, make_scorers
+from edgecompress.select.selectors import (DECOMPOSITIONS, BaselineSelector, Selector, SimilaritySelector, check_select,
+                                          make_scorers)
 from edgecompress.select.similarity import DEFAULT_METRIC, get_metric
 from edgecompress.select.tasks import LayerTask, make_tasks
 
@@ -46,6 +49,7 @@ class CompressConfig:
     select: str = "similarity"                # or a baseline: "vbmf", "energy", "uniform"
     budget: str | budgets.Budget | None = None  # e.g. "params=0.15"; None: `threshold` (ours) / `knob` (baselines)
     metric: str = DEFAULT_METRIC
+    decompose: str = "data-aware"             # fit blocks to the layer's outputs on calibration data, or "plain"
     rule: str = "allocate"                    # "allocate" (greedy on the fronts) or "threshold" (one for all)
     loss: str = DEFAULT_LOSS                  # what the allocation minimises: "log" (sum -log s) or "linear"
     threshold: float = 0.95                   # per-layer similarity kept when there is no budget
@@ -54,9 +58,12 @@ class CompressConfig:
     memory_cap_bytes: int = DEFAULT_MEMORY_CAP_BYTES
     samples_per_layer: int = DEFAULT_SAMPLES_PER_LAYER
     levels: Sequence[float] = DEFAULT_LEVELS
-    cp_search_iterations: int = CP_SEARCH_ITERATIONS
+    search_iterations: int = SEARCH_ITERATIONS
     finetune: FinetuneConfig | None = None
     latency_guard: str | None = None           # a target, e.g. "host": offer only blocks timed no slower there
+    # target name -> its latency cost table (e.g. edgecompress.bench.CostTable); needed by latency budgets and
+    # the latency guard. The CLI and the demo pass edgecompress.bench.CostTable.
+    cost_table: Callable[[str], Any] | None = None
     calibration_name: str = "calibration data"
     seed: int = 0
 
@@ -76,7 +83,7 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
     for name in names:
         get(name)  # raises UnsupportedLayerError listing the available methods
     if not names:
-        raise BudgetError("no methods given; use hybrid or a comma-separated list like tucker,svd")
+        raise ConfigError("no methods given; use hybrid or a comma-separated list like tucker,svd")
     return names
 
 
@@ -112,6 +119,11 @@ def _analytic_cheapest(tasks: Mapping[str, LayerTask], kind: str) -> int:
 def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> None:
     check_select(config.select)
     get_metric(config.metric)
+    if config.decompose not in DECOMPOSITIONS:
+        raise ConfigError(f"unknown decomposition {config.decompose!r}; use {' or '.join(DECOMPOSITIONS)}")
+    if (config.latency_guard or (budget and budget.kind == "latency")) and config.cost_table is None:
+        raise ConfigError("a latency budget or guard needs CompressConfig(cost_table=...) to time blocks on the "
+                          "target; pass cost_table=edgecompress.bench.CostTable")
     if budget and budget.kind == "latency":
         if config.select != "similarity":
             raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity only; "
@@ -127,6 +139,41 @@ def _check_reachable(budget, tasks, cheapest: int, methods: Sequence[str]) -> No
         if cheapest > budgets.cost_limit(budget, original):
             raise budgets.unreachable(budget, cheapest, original, ",".join(methods))
 
+
+def compress(model: keras.Model, calibration, config: CompressConfig | None = None, *,
+             finetune_data=None, progress: Progress | None = None) -> Compressed:
+    """Compress `model` under `config`, choosing ranks on `calibration` (inputs, or (inputs, labels)).
+
+    `finetune_data` (inputs, labels-or-None) fine-tunes the whole compressed model once afterwards; with
+    config.finetune.distill the original model's outputs are the targets, so labels may be None.
+
+    Raises:
+        DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget;
+        ConfigError: an unknown method, selection, metric or rule.
+    """
+    config = config or CompressConfig()
+    x, y = as_calibration(calibration)
+    check_calibration(model, x, config.calibration_name)
+    check_labels(model, y, config.calibration_name)
+    run = CompressionRun(model, x, y, config, progress)
+    check_finite_weights(run.folded)
+    if finetune_data is not None:  # checked before the search, which may take minutes
+        fx, fy = as_calibration(finetune_data)
+        check_calibration(model, fx, "fine-tuning data")
+        check_labels(model, fy, "fine-tuning data")
+        run.recovery = (fx, fy) if fy is not None else None
+    selector = run.make_selector()
+    started = time.perf_counter()
+    choices = run.choose(selector)
+    compressed, finals = run.build(selector, choices)
+    run.stats.update(choose_s=time.perf_counter() - started, evaluations=selector.evaluations)
+    plan = run.plan(selector, choices, finals, compressed)
+    if finetune_data is not None:
+        started = time.perf_counter()
+        result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
+        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
+                         finetune_learning_rate=result.learning_rate)
+    return Compressed(compressed, plan, run.stats)
 
 
 class CompressionRun:
@@ -145,51 +192,71 @@ class CompressionRun:
         self.stats: dict[str, Any] = {}
         self.recovery: tuple[np.ndarray, np.ndarray] | None = None  # labelled data for brief fine-tunes
 
+    @property
+    def budget_kind(self) -> str | None:
+        return self.budget.kind if self.budget else None
+
     def total(self, kind: str) -> int:
         return sum(getattr(task.info, kind) for task in self.tasks.values())
 
-    def fraction_kind(self) -> str | None:
-        return self.budget.kind if self.budget and self.budget.kind in budgets.FRACTION_KINDS else None
-
-    def make_selector(self):
-        """Fail fast on an unreachable budget, then capture, then search (ours) or score (baselines)."""
-        config, kind = self.config, self.fraction_kind()
-        baseline, table, guard = None, None, None
-        # An unknown or emulated target fails here, before any work.
-        if self.budget and self.budget.kind == "latency":
-            table = _cost_table(self.budget.target)
-        elif config.latency_guard and config.select == "similarity":
-            guard = _cost_table(config.latency_guard)
-        if config.select != "similarity":
-            baseline = BaselineSelector(self.folded, self.tasks, config.select, config.methods == "hybrid")
-        if kind:
-            cheapest = (baseline.cheapest(kind) + _fixed_cost(self.tasks, kind)) if baseline \
-                else _analytic_cheapest(self.tasks, kind)
-            _check_reachable(self.budget, self.tasks, cheapest, self.methods)
+    def make_selector(self) -> Selector:
+        """Fail fast (an unreachable budget, an unknown target), then capture, then search or score."""
+        table = self._latency_table()
+        if self.budget_kind in budgets.FRACTION_KINDS:
+            _check_reachable(self.budget, self.tasks, _analytic_cheapest(self.tasks, self.budget_kind), self.methods)
+        samples = self._capture()
         started = time.perf_counter()
+        if self.config.select == "similarity":
+            selector = self._similarity_selector(samples, table)
+        else:
+            selector = self._baseline_selector(samples)
+        self.stats["search_s"] = time.perf_counter() - started
+        return selector
+
+    def _latency_table(self):
+        """The cost table on the budget's or the guard's target; an unknown or emulated target fails here."""
+        if self.budget_kind == "latency":
+            return self.config.cost_table(self.budget.target)
+        if self.config.latency_guard and self.config.select == "similarity":
+            return self.config.cost_table(self.config.latency_guard)
+        return None
+
+    def _capture(self):
         scored = [task.info for task in self.tasks.values() if task.reason is None]
         if not scored:
             reasons = "; ".join(f"{n}: {t.reason}" for n, t in self.tasks.items()) or "no Conv1D/2D/3D or Dense layer"
             raise UnsupportedLayerError(f"model {self.original.name!r} has no layer to compress ({reasons})")
+        started, config = time.perf_counter(), self.config
         samples = capture(self.folded, self.x, scored, config.memory_cap_bytes, config.samples_per_layer,
                           config.seed, self.progress)
         self.stats.update(capture_s=time.perf_counter() - started, capture_bytes=samples.nbytes)
-        started = time.perf_counter()
-        metric = get_metric(config.metric)
-        if baseline is None:
-            selector = SimilaritySelector(self.folded, self.tasks, samples, metric, config.levels,
-                                          config.cp_search_iterations, config.rule, self.progress, config.loss)
-            if table is not None:
-                self._measure_latency(selector, table)
-            elif guard is not None:
-                self._guard_latency(selector, guard)
-        else:
-            selector = baseline
-            selector.scorers = make_scorers(self.folded, self.tasks, samples, metric, config.cp_search_iterations)
-        self.stats["search_s"] = time.perf_counter() - started
+        return samples
+
+    def _scorers(self, samples) -> dict:
+        config = self.config
+        return make_scorers(self.folded, self.tasks, samples, get_metric(config.metric), config.search_iterations,
+                            config.decompose)
+
+    def _similarity_selector(self, samples, table) -> SimilaritySelector:
+        config = self.config
+        selector = SimilaritySelector(self.tasks, self._scorers(samples), config.levels, config.rule, self.progress,
+                                      config.loss)
+        if self.budget_kind == "latency":
+            self._measure_latency(selector, table)
+        elif table is not None:
+            self._guard_latency(selector, table)
         return selector
 
-    def _measure_latency(self, selector, table) -> None:
+    def _baseline_selector(self, samples) -> BaselineSelector:
+        config = self.config
+        selector = BaselineSelector(self.folded, self.tasks, config.select, config.methods == "hybrid",
+                                    self._scorers(samples))
+        if self.budget_kind in budgets.FRACTION_KINDS:
+            cheapest = selector.cheapest(self.budget_kind) + _fixed_cost(self.tasks, self.budget_kind)
+            _check_reachable(self.budget, self.tasks, cheapest, self.methods)
+        return selector
+
+    def _measure_latency(self, selector: SimilaritySelector, table) -> None:
         """Latency budgets count the searched layers' blocks, each timed alone on the target (cost table)."""
         started = time.perf_counter()
         selector.attach_latency(table, self.folded)
@@ -199,7 +266,7 @@ class CompressionRun:
         if cheapest_ms > self.budget.value * original_ms:
             raise budgets.unreachable(self.budget, cheapest_ms, original_ms, ",".join(self.methods))
 
-    def _guard_latency(self, selector, table) -> None:
+    def _guard_latency(self, selector: SimilaritySelector, table) -> None:
         """Time every layer and each block on its params front on the table's target, and drop the blocks that
         are not faster than their layer: on small layers the extra ops of a block can cost more than the FLOPs
         it saves (measured: the demo's LeNet-5 ran at 0.82x with a CP block on conv2)."""
@@ -215,57 +282,30 @@ class CompressionRun:
         self.stats.update(latency_guard=table.target.name, latency_guard_s=time.perf_counter() - started,
                           latency_guard_dropped=dropped)
 
-    def choose(self, selector) -> dict[str, Point]:
-        kind, config = self.fraction_kind(), self.config
-        if kind:
-            limit = budgets.cost_limit(self.budget, self.total(kind))
-            chosen = selector.choose(kind, limit, _fixed_cost(self.tasks, kind))
-        elif self.budget is not None and self.budget.kind == "latency":
-            chosen = selector.choose("latency", self.budget.value * self.stats["latency_before_ms"], 0)
-            self.stats["latency_after_ms"] = allocate.total_cost(chosen, "latency")
-        elif self.budget is not None:
-            chosen = self._accuracy_search(selector)
-        elif config.select == "similarity":
-            chosen = selector.default(config.threshold)
-        else:
-            chosen = selector.default(config.knob if config.knob is not None else DEFAULT_KNOBS[config.select])
+    def choose(self, selector: Selector) -> dict[str, Point]:
+        """The budget kind's chooser, then the overrides' fixed (method, rank) on top."""
+        chosen = CHOOSERS[self.budget_kind](self, selector)
         for name, task in self.tasks.items():
             if task.fixed:
                 cost = get(task.fixed[0]).cost(task.info, task.fixed[1])
                 chosen[name] = Point(task.fixed[0], task.fixed[1], cost.params, cost.flops, math.nan)
         return {name: point for name, point in chosen.items() if point.method is not None}
 
-    def _accuracy_search(self, selector) -> dict[str, Point]:
-        """Bisect the params fraction: the smallest whose compressed model (search factors) loses at most the
-        budget's top-1 points on the labelled calibration data. With labelled fine-tuning data the loss is
-        judged after a brief fine-tune (brief_recovery_accuracy), else before any fine-tuning."""
-        accuracy_before = top1_accuracy(self.folded, self.x, self.y)
-        total, fixed = self.total("params"), _fixed_cost(self.tasks, "params")
-        cheapest = selector.cheapest("params") + fixed
-        low, high = cheapest / total, 1.0
-        best = selector.choose("params", total, fixed)
-        best_accuracy = self._judged_accuracy(selector, best)
-        for step in range(ACCURACY_SEARCH_STEPS):
-            middle = (low + high) / 2
-            choices = selector.choose("params", int(middle * total), fixed)
-            accuracy = self._judged_accuracy(selector, choices)
-            if accuracy_before - accuracy <= self.budget.value:
-                high, best, best_accuracy = middle, choices, accuracy
-            else:
-                low = middle
-            if self.progress:
-                self.progress("accuracy search", step + 1, ACCURACY_SEARCH_STEPS)
-        self.stats.update(accuracy_before=accuracy_before, accuracy_compressed=best_accuracy, params_fraction=high,
-                          accuracy_judged="after a brief fine-tune" if self.recovery else "before fine-tuning")
-        return best
+    def default_knob(self) -> float:
+        """Without a budget: the similarity threshold (ours) or the baseline's knob."""
+        if self.config.select == "similarity":
+            return self.config.threshold
+        return self.config.knob if self.config.knob is not None else DEFAULT_KNOBS[self.config.select]
 
-    def _judged_accuracy(self, selector, choices: Mapping[str, Point]) -> float:
+    def judged_accuracy_pct(self, selector: Selector, choices: Mapping[str, Point]) -> float:
+        """Top-1 (%) on the labelled calibration data of the model built from search factors; after a brief
+        fine-tune when there is labelled fine-tuning data."""
         model = self.build(selector, choices, final=False)[0]
         if self.recovery is None:
-            return top1_accuracy(model, self.x, self.y)
+            return top1_pct(model, self.x, self.y)
         return brief_recovery_accuracy(model, *self.recovery, self.x, self.y, seed=self.config.seed)
 
-    def build(self, selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
+    def build(self, selector: Selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
         decomposition reached, similarity)} (TT-SVD may reach a lower rank than asked)."""
         substitutes, finals = {}, {}
@@ -280,46 +320,34 @@ class CompressionRun:
             substitutes[name] = get(point.method).build(self.tasks[name].info, factors)
             if final and self.progress:
                 self.progress("decompose", done, len(choices))
+        if final:
+            self.stats["refits_kept"] = sum(getattr(s, "refits_kept", 0) for s in selector.scorers.values())
         return rebuild(self.folded, substitutes), finals
 
-    def plan(self, selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
+    def plan(self, selector: Selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
              compressed: keras.Model) -> Plan:
-        layers = []
-        for name, task in self.tasks.items():
-            info, point = task.info, choices.get(name)
-            if point is not None:
-                rank, similarity = finals[name]
-                cost = get(point.method).cost(info, rank)
-                layers.append(LayerPlan(name, info.kind, point.method, rank, similarity,
-                                        info.params, cost.params, info.flops, cost.flops))
-            else:
-                reason = task.reason or getattr(selector, "reasons", {}).get(name) or self._kept_reason()
-                layers.append(LayerPlan(name, info.kind, None, None, 1.0, info.params, info.params, info.flops,
-                                        info.flops, reason))
+        layers = layer_plans(self.tasks, choices, finals, selector.reasons, self._kept_reason())
         flops_before = sum(info.flops for info in describe(self.folded))
         flops_after = sum(info.flops for info in describe(compressed))
-        return Plan(self._budget_json(layers), layers, flops_before, flops_after)
+        return Plan(self._budget_record(layers), layers, flops_before, flops_after)
 
     def _kept_reason(self) -> str:
         if self.budget is None and self.config.select == "similarity":
             return f"kept: no cheaper block reaches similarity {self.config.threshold:g} ({self.config.metric})"
         return "kept: the budget was met without compressing it"
 
-    def _budget_json(self, layers: Sequence[LayerPlan]) -> dict:
+    def _budget_record(self, layers) -> dict:
+        """plan.json's "budget": what was asked, how it was chosen, and what was achieved."""
         config = self.config
         data = self.budget.to_json() if self.budget else {"text": None, "kind": None, "value": None, "target": None}
-        achieved = {kind: round(sum(getattr(layer, f"{kind}_after") for layer in layers) /
-                                max(1, sum(getattr(layer, f"{kind}_before") for layer in layers)), 6)
-                    for kind in budgets.FRACTION_KINDS}
-        data.update(select=config.select, methods=self.methods, metric=config.metric, achieved=achieved)
+        data.update(select=config.select, methods=self.methods, metric=config.metric, decompose=config.decompose,
+                    achieved=achieved_fractions(layers))
         data["rule"] = config.rule if config.select == "similarity" else None
         data["loss"] = config.loss if config.select == "similarity" and config.rule == "allocate" else None
         if self.budget is None:
-            data["threshold" if config.select == "similarity" else "knob"] = (
-                config.threshold if config.select == "similarity" else
-                (config.knob if config.knob is not None else DEFAULT_KNOBS[config.select]))
+            data["threshold" if config.select == "similarity" else "knob"] = self.default_knob()
         if "latency_after_ms" in self.stats:
-            achieved["latency"] = round(self.stats["latency_after_ms"] / self.stats["latency_before_ms"], 6)
+            data["achieved"]["latency"] = round(self.stats["latency_after_ms"] / self.stats["latency_before_ms"], 6)
         for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
                     "latency_after_ms"):
             if key in self.stats:
@@ -329,49 +357,51 @@ class CompressionRun:
         return data
 
 
-def _cost_table(target: str):
-    from edgecompress.bench.costtable import CostTable  # imported on demand: only latency work needs it
-
-    return CostTable(target)
-
-
-def compress(model: keras.Model, calibration, config: CompressConfig | None = None, *,
-             finetune_data=None, progress: Progress | None = None) -> Compressed:
-    """Compress `model` under `config`, choosing ranks on `calibration` (inputs, or (inputs, labels)).
-
-    `finetune_data` (inputs, labels-or-None) fine-tunes the whole compressed model once afterwards; with
-    config.finetune.distill the original model's outputs are the targets, so labels may be None.
-
-    Raises:
-        DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget.
-    """
-    config = config or CompressConfig()
-    x, y = as_calibration(calibration)
-    check_calibration(model, x, config.calibration_name)
-    check_labels(model, y, config.calibration_name)
-    run = CompressionRun(model, x, y, config, progress)
-    check_finite_weights(run.folded)
-    if finetune_data is not None:  # checked before the search, which may take minutes
-        fx, fy = as_calibration(finetune_data)
-        check_calibration(model, fx, "fine-tuning data")
-        check_labels(model, fy, "fine-tuning data")
-        run.recovery = (fx, fy) if fy is not None else None
-    selector = run.make_selector()
-    started = time.perf_counter()
-    choices = run.choose(selector)
-    compressed, finals = run.build(selector, choices)
-    run.stats.update(choose_s=time.perf_counter() - started, evaluations=selector_evaluations(selector))
-    plan = run.plan(selector, choices, finals, compressed)
-    if finetune_data is not None:
-        started = time.perf_counter()
-        result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
-        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
-                         finetune_learning_rate=result.learning_rate)
-    return Compressed(compressed, plan, run.stats)
+# --- choosers: one per budget kind (None: no budget) ------------------------------------------------------
+def _choose_within_fraction(run: CompressionRun, selector: Selector) -> dict[str, Point]:
+    kind = run.budget_kind
+    limit = budgets.cost_limit(run.budget, run.total(kind))
+    return selector.choose(kind, limit, _fixed_cost(run.tasks, kind))
 
 
-def selector_evaluations(selector) -> int:
-    return sum(scorer.evaluations for scorer in getattr(selector, "scorers", {}).values())
+def _choose_within_latency(run: CompressionRun, selector: Selector) -> dict[str, Point]:
+    chosen = selector.choose("latency", run.budget.value * run.stats["latency_before_ms"], 0)
+    run.stats["latency_after_ms"] = allocate.total_cost(chosen, "latency")
+    return chosen
+
+
+def _choose_for_accuracy(run: CompressionRun, selector: Selector) -> dict[str, Point]:
+    """Bisect the params fraction: the smallest whose compressed model (search factors) loses at most the
+    budget's top-1 points on the labelled calibration data. With labelled fine-tuning data the loss is
+    judged after a brief fine-tune (brief_recovery_accuracy), else before any fine-tuning."""
+    accuracy_before_pct = top1_pct(run.folded, run.x, run.y)
+    total, fixed = run.total("params"), _fixed_cost(run.tasks, "params")
+    low, high = (selector.cheapest("params") + fixed) / total, 1.0
+    best = selector.choose("params", total, fixed)
+    best_pct = run.judged_accuracy_pct(selector, best)
+    for step in range(ACCURACY_SEARCH_STEPS):
+        middle = (low + high) / 2
+        choices = selector.choose("params", int(middle * total), fixed)
+        accuracy_pct = run.judged_accuracy_pct(selector, choices)
+        if accuracy_before_pct - accuracy_pct <= run.budget.value:
+            high, best, best_pct = middle, choices, accuracy_pct
+        else:
+            low = middle
+        if run.progress:
+            run.progress("accuracy search", step + 1, ACCURACY_SEARCH_STEPS)
+    run.stats.update(accuracy_before=accuracy_before_pct, accuracy_compressed=best_pct, params_fraction=high,
+                     accuracy_judged="after a brief fine-tune" if run.recovery else "before fine-tuning")
+    return best
+
+
+def _choose_without_budget(run: CompressionRun, selector: Selector) -> dict[str, Point]:
+    return selector.default(run.default_knob())
+
+
+CHOOSERS: dict[str | None, Callable[[CompressionRun, Selector], dict[str, Point]]] = {
+    "params": _choose_within_fraction, "flops": _choose_within_fraction, "latency": _choose_within_latency,
+    "accuracy-drop": _choose_for_accuracy, None: _choose_without_budget,
+}
 
 
 __all__ = ["CompressConfig", "Compressed", "CompressionRun", "FinetuneConfig", "compress", "parse_methods"]

@@ -8,6 +8,10 @@ class EdgeCompressError(Exception):
     """Base class: bad input the user can fix (exit code 2)."""
 
 
+class ConfigError(EdgeCompressError):
+    """An option is unknown or invalid: a method, selection, metric, rule, override or fine-tuning setting."""
+
+
 class ModelLoadError(EdgeCompressError):
     """A model file is missing, empty, truncated or not a Keras model."""
 

@@ -9,9 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgecompress.errors import DataError
-
-Progress = Callable[[str, int, int], None]
+from edgecompress.errors import ConfigError, DataError
+from edgecompress.progress import Progress
 
 # learning_rate="auto" tries each on a short run and keeps the one with the lowest validation loss. Measured
 # (bench/compress_table.py, 1 epoch): ResNet-20 at 30% of params, a CP-heavy hybrid plan reached 70.6% top-1 at
@@ -52,7 +51,7 @@ def outputs_probabilities(model: keras.Model) -> bool:
     return isinstance(last, keras.layers.Softmax) or activation is keras.activations.softmax
 
 
-def top1_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+def top1_pct(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent."""
     predictions = [np.argmax(model.predict_on_batch(_float(x[i:i + batch_size])), axis=-1)
                    for i in range(0, len(x), batch_size)]
@@ -111,7 +110,7 @@ class _ProgressCallback(keras.callbacks.Callback):
 
 
 def check_learning_rate(value) -> float | str:
-    """A positive finite rate or "auto"; DataError otherwise."""
+    """A positive finite rate or "auto"; ConfigError otherwise."""
     if value == "auto":
         return value
     try:
@@ -119,7 +118,7 @@ def check_learning_rate(value) -> float | str:
     except (TypeError, ValueError):
         rate = float("nan")
     if not np.isfinite(rate) or rate <= 0:
-        raise DataError(f"learning rate {value!r} is not a positive number; use e.g. 5e-4, or 'auto'")
+        raise ConfigError(f"learning rate {value!r} is not a positive number; use e.g. 5e-4, or 'auto'")
     return rate
 
 
@@ -159,7 +158,7 @@ def brief_recovery_accuracy(model: keras.Model, x, y, x_eval, y_eval, seed: int 
     fine-tuning recovers, used to judge an accuracy-drop budget. The model's weights are restored."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
     runs = _short_runs(model, x, y, loss, RECOVERY_RATES, min(len(x), RECOVERY_SAMPLES), seed, batch_size)
-    return max(top1_accuracy(model, x_eval, y_eval) for _ in runs)
+    return max(top1_pct(model, x_eval, y_eval) for _ in runs)
 
 
 def _optimizer_and_callbacks(config: FinetuneConfig, rate: float, steps: int, validation) -> tuple:
@@ -171,7 +170,7 @@ def _optimizer_and_callbacks(config: FinetuneConfig, rate: float, steps: int, va
         learning_rate = rate
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=1))
     else:
-        raise DataError(f"unknown learning-rate schedule {config.schedule!r}; use 'cosine' or 'plateau'")
+        raise ConfigError(f"unknown learning-rate schedule {config.schedule!r}; use 'cosine' or 'plateau'")
     return keras.optimizers.Adam(learning_rate), callbacks
 
 

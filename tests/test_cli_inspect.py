@@ -6,6 +6,8 @@ import sys
 import keras
 import pytest
 
+from edgecompress.factorize import registry
+
 L = keras.layers
 
 
@@ -32,9 +34,10 @@ def test_inspect_json_lists_methods_and_reasons(mixed_model_path):
     result = run_cli("inspect", str(mixed_model_path), "--json")
     assert result.returncode == 0, result.stderr
     layers = {row["name"]: row for row in json.loads(result.stdout)["layers"]}
-    assert set(layers["conv"]["methods"]) == {"tucker", "cp", "tt"}
-    assert set(layers["pw"]["methods"]) >= {"svd", "qr", "ttm"}
-    assert set(layers["fc"]["methods"]) == {"svd", "qr", "ttm"}
+    methods = registry()
+    assert set(layers["conv"]["methods"]) == {n for n, m in methods.items() if not m.pointwise_only}
+    assert set(layers["pw"]["methods"]) >= {n for n, m in methods.items() if m.pointwise_only}
+    assert set(layers["fc"]["methods"]) == {n for n, m in methods.items() if "dense" in m.kinds}
     assert "depthwise" in layers["dw"]["reason"]
     assert "transposed" in layers["deconv"]["reason"]
     assert "separable" in layers["sep"]["reason"]

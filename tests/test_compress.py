@@ -116,12 +116,10 @@ class _FlopsTable:
                 for block, shape in requests]
 
 
-def test_latency_budget_uses_the_targets_cost_table(monkeypatch):
-    import edgecompress.bench.costtable as costtable
-
-    monkeypatch.setattr(costtable, "CostTable", _FlopsTable)
+def test_latency_budget_uses_the_targets_cost_table():
     result = compress(trained_tiny_cnn(), calibration(128),
-                      CompressConfig(budget="latency=0.5@host", methods="tucker,svd", samples_per_layer=256))
+                      CompressConfig(budget="latency=0.5@host", methods="tucker,svd", samples_per_layer=256,
+                                     cost_table=_FlopsTable))
     budget = result.plan.budget
     assert budget["kind"] == "latency" and budget["achieved"]["latency"] <= 0.5
     assert budget["latency_after_ms"] <= 0.5 * budget["latency_before_ms"]
@@ -146,12 +144,9 @@ def test_latency_budget_on_the_host_with_measured_blocks(tmp_path):
     x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv")(inputs)
     model = keras.Model(inputs, keras.layers.Conv2D(64, 3, padding="same", name="conv_b")(x))
     calibration_x = np.random.default_rng(0).normal(size=(16, 16, 16, 32)).astype(np.float32)
-    original_table = costtable.CostTable
-    table = lambda target: original_table(target, cache_path=tmp_path / "latency.json")  # noqa: E731
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(costtable, "CostTable", table)
-        result = compress(model, calibration_x, CompressConfig(budget="latency=0.6@host", methods="tucker",
-                                                               samples_per_layer=256))
+    table = lambda target: costtable.CostTable(target, cache_path=tmp_path / "latency.json")  # noqa: E731
+    result = compress(model, calibration_x, CompressConfig(budget="latency=0.6@host", methods="tucker",
+                                                           samples_per_layer=256, cost_table=table))
     assert result.plan.budget["achieved"]["latency"] <= 0.6
     assert (tmp_path / "latency.json").is_file()
 
@@ -165,7 +160,7 @@ class _Lines:
 
 
 def test_plain_progress_prints_an_estimate_while_a_step_runs_long():
-    from edgecompress.commands.compress import PlainProgress
+    from edgecompress.progress import PlainProgress
 
     console = _Lines()
     with PlainProgress(console, interval_s=0.2) as report:
@@ -175,3 +170,18 @@ def test_plain_progress_prints_an_estimate_while_a_step_runs_long():
         report("search", 4, 4)
     assert any("search: 1/4 after" in line and "s left" in line for line in console.lines), console.lines
     assert console.lines[-1].startswith("  search: 4/4 in ")
+
+
+def test_every_budget_kind_has_a_chooser():
+    from edgecompress.compress import CHOOSERS
+    from edgecompress.select.budgets import KINDS
+
+    assert set(CHOOSERS) == set(KINDS) | {None}
+
+
+@pytest.mark.parametrize("options", [{"budget": "latency=0.5@host"}, {"latency_guard": "host"}])
+def test_latency_work_without_a_cost_table_names_the_fix(options):
+    from edgecompress.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cost_table=edgecompress.bench.CostTable"):
+        compress(trained_tiny_cnn(), calibration(16), CompressConfig(**options))

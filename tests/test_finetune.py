@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edgecompress.compress import CompressConfig, compress
-from edgecompress.errors import DataError
-from edgecompress.finetune import FinetuneConfig, distill_loss, finetune, top1_accuracy
+from edgecompress.errors import ConfigError, DataError
+from edgecompress.finetune import FinetuneConfig, distill_loss, finetune, top1_pct
 from tests.select.models import calibration, fashion, trained_tiny_cnn
 
 
@@ -20,12 +20,12 @@ def _hard_compressed():
 @pytest.mark.parametrize("distill", [False, True])
 def test_finetuning_recovers_validation_accuracy(distill):
     x_train, y_train, x_test, y_test = fashion()
-    original = top1_accuracy(trained_tiny_cnn(), x_test, y_test)
+    original = top1_pct(trained_tiny_cnn(), x_test, y_test)
     model = _hard_compressed()
-    before = top1_accuracy(model, x_test, y_test)
+    before = top1_pct(model, x_test, y_test)
     config = FinetuneConfig(epochs=3, learning_rate=2e-3, distill=distill)
     result = finetune(model, x_train, None if distill else y_train, config, teacher=trained_tiny_cnn())
-    after = top1_accuracy(result.model, x_test, y_test)
+    after = top1_pct(result.model, x_test, y_test)
     assert before < original - 20, "the test needs a model that compression really hurt"
     assert after > before + 10  # measured: labels 25 -> ~50, distillation 25 -> ~41 (3 epochs)
     assert result.epochs_run >= 1 and "val_loss" in result.history
@@ -81,5 +81,5 @@ def test_auto_learning_rate_skips_a_diverging_rate_and_restores_the_weights(monk
 @pytest.mark.parametrize("rate", ["fast", -1.0, 0, float("nan")])
 def test_a_bad_learning_rate_is_a_clear_error(rate):
     x_train, y_train, _, _ = fashion()
-    with pytest.raises(DataError, match="learning rate"):
+    with pytest.raises(ConfigError, match="learning rate"):
         finetune(_hard_compressed(), x_train[:20], y_train[:20], FinetuneConfig(epochs=1, learning_rate=rate))

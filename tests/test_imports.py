@@ -82,3 +82,19 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_io_is_a_leaf():
     assert import_graph()["edgecompress.io"] <= {"edgecompress.errors"}
+
+
+def test_the_runner_is_a_leaf():
+    """It is copied alone to boards; lower and bench share its runtime lookup."""
+    graph = import_graph()
+    assert graph["edgecompress.ondevice.runner"] == set()
+    assert "edgecompress.ondevice.runner" in graph["edgecompress.lower.runtime"]
+
+
+def stage_imports(module: str) -> set[str]:
+    return {target.split(".")[1] for target in import_graph()[module] if target.count(".") >= 1}
+
+
+def test_compress_does_not_reach_into_bench():
+    """The cost table reaches compress through its config (CompressConfig.cost_table), not an import."""
+    assert "bench" not in stage_imports("edgecompress.compress")

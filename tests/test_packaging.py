@@ -18,6 +18,7 @@ def test_wheel_contains_targets_weights_and_data(tmp_path):
     weights = {p.name for p in (ROOT / "edgecompress" / "zoo" / "weights").glob("*.keras")}
     assert weights and {f"edgecompress/zoo/weights/{name}" for name in weights} <= names
     assert "edgecompress/data/fashion_mnist_subset.npz" in names
+    assert "edgecompress/ondevice/runner.py" in names  # copied to boards by bench
 
 
 def test_targets_are_found_through_the_package():

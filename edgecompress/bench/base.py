@@ -15,9 +15,9 @@ from edgecompress.bench.settings import BenchSettings
 from edgecompress.bench.targets import TargetConfig
 from edgecompress.errors import DataError, EdgeCompressError, ModelLoadError, TargetError
 
-RUNNER_PATH = Path(__file__).with_name("runner.py")
+RUNNER_PATH = Path(__file__).parent.parent / "ondevice" / "runner.py"  # copied to the target as is
 RUNNER_ERRORS = {"model": ModelLoadError, "data": DataError, "runtime": TargetError, "usage": TargetError}
-Progress = Callable[[str], None]
+Say = Callable[[str], None]  # prints one line of setup progress
 
 
 class Target:
@@ -38,7 +38,7 @@ class Target:
         `python runner.py *runner_args` there with that directory as the working directory."""
         raise NotImplementedError
 
-    def setup(self, progress: Progress = print) -> None:
+    def setup(self, progress: Say = print) -> None:
         progress(f"{self.name}: nothing to set up for kind {self.KIND!r}")
 
     def readiness(self) -> str | None:

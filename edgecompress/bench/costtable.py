@@ -40,7 +40,7 @@ class CostTable:
 
     def __init__(self, target: Any = "host", cache_path: str | os.PathLike | None = None,
                  settings: BenchSettings | None = None, precision: str = "fp32", allow_emulated: bool = False):
-        from edgecompress.bench import get_target
+        from edgecompress.bench.api import get_target
 
         self.target = get_target(target)
         if self.target.emulated and not allow_emulated:
@@ -77,7 +77,7 @@ class CostTable:
         return [cache[key]["latency_ms"] for key in keys]
 
     def _measure(self, blocks: dict[str, tuple[Block, Sequence[int] | None]]) -> dict[str, dict]:
-        from edgecompress.bench import run
+        from edgecompress.bench.api import run
 
         with tempfile.TemporaryDirectory(prefix="edgecompress-costs-") as scratch:
             files = [block_file(block, shape, Path(scratch) / f"block{i}.tflite", self.precision)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgecompress.bench.base import Progress, Target, last_line, run_process
+from edgecompress.bench.base import Say, Target, last_line, run_process
 from edgecompress.errors import TargetError
 
 
@@ -44,7 +44,7 @@ class HostTarget(Target):
         return run_process([self.python, by_name["runner.py"], *args], timeout_s, f"target {self.name}",
                            env=runner_env())
 
-    def setup(self, progress: Progress = print) -> None:
+    def setup(self, progress: Say = print) -> None:
         """Create the venv and pip-install its packages (needs PyPI once); a ready venv is left alone."""
         if not self.config["venv"]:
             return super().setup(progress)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from edgecompress.bench import rootfs
-from edgecompress.bench.base import Progress, Target, run_process
+from edgecompress.bench.base import Say, Target, run_process
 from edgecompress.bench.local import runner_env
 
 CACHE_DIR = Path("~/.cache/edgecompress/arm64-qemu")
@@ -48,7 +48,7 @@ class QemuTarget(Target):
     def has_setup(self) -> bool:
         return True
 
-    def setup(self, progress: Progress = print) -> None:
+    def setup(self, progress: Say = print) -> None:
         rootfs.build(self.cache_dir, self.config, self.python_command, progress)
 
     def python_command(self) -> list[str]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from edgecompress.bench.base import RUNNER_PATH, Progress, last_json_line, last_line, run_process
+from edgecompress.bench.base import RUNNER_PATH, Say, last_json_line, last_line, run_process
 from edgecompress.bench.targets import TargetConfig
 from edgecompress.errors import TargetError
 
@@ -29,7 +29,7 @@ def is_ready(cache_dir: Path) -> bool:
 
 
 def build(cache_dir: Path, config: TargetConfig, python_command: Callable[[], list[str]],
-          progress: Progress = print) -> None:
+          progress: Say = print) -> None:
     """Every missing step, in order; prints `[i/n] step` lines and debootstrap's own progress."""
     root = cache_dir / "rootfs"
     steps = [("debootstrap", "download and unpack the base system (debootstrap --foreign)",
@@ -72,7 +72,7 @@ def _require_debootstrap(config: TargetConfig) -> None:
                           f"`sudo edgecompress target setup {config.name}`")
 
 
-def _debootstrap(root: Path, config: TargetConfig, progress: Progress) -> None:
+def _debootstrap(root: Path, config: TargetConfig, progress: Say) -> None:
     _require_debootstrap(config)
     if root.exists():  # a partial tree from an interrupted run
         shutil.rmtree(root)
@@ -90,7 +90,7 @@ def _debootstrap(root: Path, config: TargetConfig, progress: Progress) -> None:
         raise TargetError(f"target {config.name}: debootstrap failed: {last_line(''.join(lines))}")
 
 
-def _echo(line: str, progress: Progress) -> str:
+def _echo(line: str, progress: Say) -> str:
     if line.startswith(("I: Retrieving", "I: Extracting", "E:", "W:")):
         progress("  " + line.rstrip())
     return line

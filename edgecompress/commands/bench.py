@@ -35,7 +35,10 @@ def handle(args: argparse.Namespace) -> int:
                                    max_secs=args.max_secs, warmup_runs=args.warmup_runs,
                                    warmup_secs=args.warmup_secs, segments=args.segments,
                                    max_samples=args.max_samples)
-    result = bench.run(args.files, target=args.target, data=args.data, settings=settings)
+    from edgecompress.progress import one_step, progress_reporter
+
+    with progress_reporter() as progress, one_step(progress, f"bench on {args.target}"):
+        result = bench.run(args.files, target=args.target, data=args.data, settings=settings)
     if args.report_dir:
         report.write_report(result, args.report_dir)
     if args.json:

@@ -3,13 +3,10 @@ the layers, optionally fine-tune once; writes OUT/model.keras and OUT/plan.json 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from pathlib import Path
 
-from edgecompress.errors import DataError
-
-PROGRESS_INTERVAL_S = 30.0
+from edgecompress.errors import ConfigError, DataError
+from edgecompress.progress import progress_reporter
 
 BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points " \
               "on the labelled --data, judged after a brief fine-tune when --finetune-data has labels) " \
@@ -43,6 +40,9 @@ def register(subparsers) -> None:
 def _add_tuning_arguments(parser) -> None:
     group = parser.add_argument_group("tuning")
     group.add_argument("--metric", help="similarity metric: nmse, cosine or cka (default: the measured best)")
+    group.add_argument("--decompose", default="data-aware",
+                       help="data-aware (default): fit each block to the layer's outputs on --data (whitened "
+                            "decomposition, then a least-squares refit of its last factor); plain: to its weights")
     group.add_argument("--rule", default="allocate", choices=("allocate", "threshold"),
                        help="meet the budget by greedy allocation on the fronts or one similarity threshold")
     group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
@@ -64,7 +64,7 @@ def _overrides(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         name, sep, value = spec.partition("=")
         if not sep or not name or not value:
-            raise DataError(f"--layer {spec!r}: expected NAME=SPEC, e.g. conv1=skip, re:conv.*=tucker,cp or "
+            raise ConfigError(f"--layer {spec!r}: expected NAME=SPEC, e.g. conv1=skip, re:conv.*=tucker,cp or "
                             f"dense=svd:0.25")
         overrides[name] = value
     return overrides
@@ -77,17 +77,27 @@ def build_config(args):
     from edgecompress.select.similarity import DEFAULT_METRIC
 
     if args.epochs is not None and not (args.finetune_data or args.distill):
-        raise DataError("--epochs needs --finetune-data TRAIN.npz (or --distill to fine-tune on --data)")
+        raise ConfigError("--epochs needs --finetune-data TRAIN.npz (or --distill to fine-tune on --data)")
     if args.epochs is not None and args.epochs < 1:
-        raise DataError(f"--epochs must be >= 1, got {args.epochs}")
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill,
                               learning_rate=check_learning_rate(args.learning_rate),
                               batch_size=args.batch_size, seed=args.seed)
-    return CompressConfig(methods=args.methods, select=args.select, budget=parse_budget(args.budget),
-                          metric=args.metric or DEFAULT_METRIC, rule=args.rule, threshold=args.threshold,
+    budget = parse_budget(args.budget)
+    return CompressConfig(methods=args.methods, select=args.select, budget=budget,
+                          metric=args.metric or DEFAULT_METRIC, decompose=args.decompose, rule=args.rule, threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
-                          latency_guard=args.latency_guard,
+                          latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed)
+
+
+def _cost_table_if_needed(args, budget):
+    """edgecompress.bench.CostTable when the run times blocks on a target (imported only then)."""
+    if not (args.latency_guard or (budget and budget.kind == "latency")):
+        return None
+    from edgecompress.bench import CostTable
+
+    return CostTable
 
 
 def _load_inputs(args, config):
@@ -102,76 +112,6 @@ def _load_inputs(args, config):
     elif args.distill:
         finetune_data = calibration
     return model, calibration, finetune_data
-
-
-@contextlib.contextmanager
-def _progress_bars():
-    """A callback `(stage, done, total)` drawing one rich progress bar per stage on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: plain lines, at least one a minute, instead of bars at exit
-        with PlainProgress(console) as report:
-            yield report
-        return
-    bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
-    tasks: dict[str, int] = {}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    with bars:
-        yield report
-
-
-class PlainProgress:
-    """Progress as plain lines: one per finished stage, and a line with an estimate of the time left whenever
-    `interval_s` passed without one (a heartbeat thread covers steps that take longer than that)."""
-
-    def __init__(self, console, interval_s: float = PROGRESS_INTERVAL_S):
-        self.console, self.interval_s = console, interval_s
-        self.started: dict[str, float] = {}
-        self.current: tuple[str, int, int] | None = None
-        self.last_line = time.perf_counter()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        with self.lock:
-            self.started.setdefault(stage, time.perf_counter())
-            self.current = (stage, done, total)
-            if done >= total:
-                self._say(f"  {stage}: {done}/{total} in {time.perf_counter() - self.started.pop(stage):.1f} s")
-                self.current = None
-            elif time.perf_counter() - self.last_line >= self.interval_s:
-                self._say(self._status())
-
-    def _status(self) -> str:
-        stage, done, total = self.current
-        elapsed_s = time.perf_counter() - self.started[stage]
-        left = f", about {elapsed_s / done * (total - done):.0f} s left" if done else ""
-        return f"  {stage}: {done}/{total} after {elapsed_s:.0f} s{left}"
-
-    def _say(self, line: str) -> None:
-        self.console.print(line, highlight=False)
-        self.last_line = time.perf_counter()
-
-    def _heartbeat(self) -> None:
-        while not self.stop.wait(self.interval_s / 4):
-            with self.lock:
-                if self.current and time.perf_counter() - self.last_line >= self.interval_s:
-                    self._say(self._status())
-
-    def __enter__(self):
-        threading.Thread(target=self._heartbeat, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
 
 
 @contextlib.contextmanager
@@ -220,7 +160,7 @@ def run(args) -> int:
     with terminate_as_interrupt():
         model, calibration, finetune_data = _load_inputs(args, config)
         with _output_dir(Path(args.out)) as out_dir:
-            with _progress_bars() as progress:
+            with progress_reporter() as progress:
                 compressed = compress(model, calibration, config, finetune_data=finetune_data, progress=progress)
             write_outputs(out_dir, compressed)
     print(_summary(compressed, out_dir))

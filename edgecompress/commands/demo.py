@@ -37,9 +37,9 @@ def run(args) -> int:
     config = DemoConfig(out_dir=Path(args.out), model=args.model, budget=args.budget, epochs=args.epochs,
                         data_source=args.data_source, quick=args.quick,
                         latency_guard=args.latency_guard)
-    from edgecompress.commands.compress import _progress_bars
+    from edgecompress.progress import progress_reporter
 
-    with _progress_bars() as report:
+    with progress_reporter() as report:
         result = DemoRun(config, console.print, progress=report).run()
     _print_summary(console, result)
     return 0

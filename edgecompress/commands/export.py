@@ -29,9 +29,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edgecompress.lower import export
+    from edgecompress.progress import progress_reporter
 
-    artifact = export(args.model, args.output, to=args.to, precision=args.precision, data=args.data,
-                      parity_samples=args.samples)
+    with progress_reporter() as progress:
+        artifact = export(args.model, args.output, to=args.to, precision=args.precision, data=args.data,
+                          parity_samples=args.samples, progress=progress)
     print_audit(artifact.audit, str(artifact.path), str(artifact.audit_path))
     return 0
 

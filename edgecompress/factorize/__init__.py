@@ -14,7 +14,7 @@ from edgecompress.factorize.base import Cost, Factors, Method, check_finite, get
 from edgecompress.factorize.ranks import Rank, parse_rank_text, resolve_rank
 from edgecompress.graph.layers import LayerInfo
 
-_SUPPORT_MODULES = {"base", "blocks", "layers", "matrix", "ranks"}
+_SUPPORT_MODULES = {"base", "blocks", "datafit", "layers", "matrix", "ranks"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SUPPORT_MODULES:

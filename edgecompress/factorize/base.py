@@ -15,12 +15,14 @@ import numpy as np
 import tensorly
 from threadpoolctl import threadpool_limits
 
-from edgecompress.errors import UnsupportedLayerError
+from edgecompress.errors import ConfigError, UnsupportedLayerError
 from edgecompress.factorize.ranks import Rank, resolve_rank
 from edgecompress.graph.layers import LayerInfo
 
 # Rank fractions tried when listing candidate ranks; the DSE bisects over this grid.
 RANK_FRACTIONS = tuple(np.round(np.linspace(0.02, 1.0, 50), 4))
+# Iterations per rank an iterative method (CP's ALS) runs for the search, warm-started from the last rank.
+SEARCH_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Method(ABC):
     kinds: frozenset[str] = frozenset()
     # Tensor methods on a 1x1 conv factor a matrix at more cost than SVD for the same fit: not offered there.
     spatial_kernels_only: bool = False
+    # Matrix methods factor a (Cin, Cout) matrix: Dense layers and 1x1 convs only.
+    pointwise_only: bool = False
 
     # --- hooks ---------------------------------------------------------------------------------
     @abstractmethod
@@ -107,6 +111,26 @@ class Method(ABC):
         """Method-specific reason the layer does not fit (e.g. not pointwise); None when it does."""
         return None
 
+    # --- data-aware hooks: fitting the block to the layer's outputs (factorize/datafit.py, select/factorcache.py) --
+    # A method whose block starts with one linear map of the input channels says so: data-aware decomposition then
+    # whitens the kernel's input-channel mode by the calibration inputs' second moment, decomposes, and folds the
+    # inverse whitening into that first factor (map_input_channels).
+    whitens_inputs: bool = False
+
+    def map_input_channels(self, factors: Factors, back: np.ndarray) -> Factors:
+        """The factors of the block that first maps its input channels by `back` (Cin, Cin): x -> x back, folded
+        into the input-side factor. Needed where `whitens_inputs`."""
+        raise NotImplementedError(f"{self.name} does not say how to map its input channels")
+
+    def output_factor(self, factors: Factors) -> np.ndarray | None:
+        """The (r, Cout) matrix of the block's last linear factor (which carries bias and activation), or None
+        when the format has no such factor; the final refit solves for it by least squares."""
+        return None
+
+    def with_output_factor(self, factors: Factors, matrix: np.ndarray, bias: np.ndarray | None) -> Factors:
+        """The factors with the last linear factor replaced by `matrix` (r, Cout) and the bias by `bias`."""
+        raise NotImplementedError(f"{self.name} has no output factor to replace")
+
     # --- shared behaviour ----------------------------------------------------------------------
     def resolve(self, layer: LayerInfo, rank: Rank) -> tuple[int, ...]:
         return resolve_rank(rank, self.full_rank(layer), layer.name, self.name)
@@ -123,14 +147,24 @@ class Method(ABC):
         if self.spatial_kernels_only and layer.kind != "dense" and layer.is_pointwise:
             return (f"a 1x1 conv is a matrix: a {self.name} block fits it no better than SVD at the same rank and "
                     f"costs more; svd/qr/ttm factorize it")
+        if self.pointwise_only and not layer.is_pointwise:
+            return f"kernel {layer.kernel_size} is not 1x1: {self.name} applies to Dense and pointwise convs"
         problem = self.shape_problem(layer)
         if problem:
             return problem
-        smallest = self.cost(layer, 1)
-        if not smallest.cheaper_than(self.original_cost(layer)):
-            return (f"{self.name} block is not cheaper than the layer even at rank 1 "
-                    f"({smallest.params} vs {layer.params} params)")
-        return None
+        return self._not_cheaper_at_rank_1(layer)
+
+    def _not_cheaper_at_rank_1(self, layer: LayerInfo) -> str | None:
+        """Why even the rank-1 block does not pay, naming the cost that fails (params, FLOPs or both)."""
+        smallest, original = self.cost(layer, 1), self.original_cost(layer)
+        if smallest.cheaper_than(original):
+            return None
+        failing = []
+        if smallest.params >= original.params:
+            failing.append(f"{smallest.params} params vs the layer's {original.params}")
+        if smallest.flops > original.flops:
+            failing.append(f"{smallest.flops} FLOPs vs the layer's {original.flops}")
+        return f"{self.name} block is not cheaper than the layer even at rank 1: {' and '.join(failing)}"
 
     def rank_problem(self, layer: LayerInfo, rank: Rank) -> str | None:
         """None when `rank` gives a block cheaper than the layer, else why it is not offered."""
@@ -166,6 +200,12 @@ def _one_blas_thread(decompose: Callable) -> Callable:
     return wrapper
 
 
+def replaced(factors: Factors, bias: np.ndarray | None = None, **arrays: np.ndarray) -> Factors:
+    """A copy of `factors` with some arrays (and the bias, when given) replaced; the original is not changed."""
+    return Factors(factors.method, factors.rank, {**factors.arrays, **arrays},
+                   factors.bias if bias is None else bias)
+
+
 def sequential_unfoldings(tensor: np.ndarray) -> list[np.ndarray]:
     """(n1, n2...n_d), (n1 n2, n3...n_d), ...: the unfoldings whose ranks a tensor train's TT-SVD sets."""
     return [tensor.reshape(math.prod(tensor.shape[:k]), -1) for k in range(1, tensor.ndim)]
@@ -191,7 +231,7 @@ def registry() -> dict[str, Method]:
 
 def get(name: str) -> Method:
     if name not in _REGISTRY:
-        raise UnsupportedLayerError(
+        raise ConfigError(
             f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}"
         )
     return _REGISTRY[name]

@@ -23,11 +23,10 @@ import tensorly
 from tensorly.decomposition import parafac
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Factors, Method, register
+from edgecompress.factorize.base import SEARCH_ITERATIONS, Cost, Factors, Method, register, replaced
 from edgecompress.factorize.layers import AxisDepthwise3D, PortableDepthwiseConv2D, axis_depthwise_flops
 
 CP_MAX_ITERATIONS = 25  # bounded ALS: the DSE decomposes many (layer, rank) pairs
-CP_SEARCH_ITERATIONS = 10  # ALS iterations per rank the search scores (warm-started, see select/factorcache)
 
 
 def mttkrp_by_contraction(tensor: np.ndarray, cp_tensor, mode: int) -> np.ndarray:
@@ -71,6 +70,7 @@ def exact_cp(tensor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
 class CP(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
     spatial_kernels_only = True
+    whitens_inputs = True
 
     def full_rank(self, layer):
         modes = tuple(layer.kernel_shape)
@@ -79,7 +79,7 @@ class CP(Method):
     def search_work(self, layer, rank) -> float:
         """One ALS iteration is one MTTKRP per mode, each a GEMM of the kernel's size x rank."""
         (rank_value,) = self.resolve(layer, rank)
-        return float(CP_SEARCH_ITERATIONS * len(layer.kernel_shape) * math.prod(layer.kernel_shape) * rank_value)
+        return float(SEARCH_ITERATIONS * len(layer.kernel_shape) * math.prod(layer.kernel_shape) * rank_value)
 
     def shape_problem(self, layer):
         static = all(d is not None for d in layer.input_shape[:-1])
@@ -123,12 +123,21 @@ class CP(Method):
 
     def search_factors(self, layer, kernel, bias, rank, state) -> Factors:
         (rank_value,) = self.resolve(layer, rank)
-        iterations = state.get("search_iterations", CP_SEARCH_ITERATIONS)
+        iterations = state.get("search_iterations", SEARCH_ITERATIONS)
         return self._warm_als(kernel, bias, rank_value, iterations, state, refine=False)
 
     def final_factors(self, layer, kernel, bias, rank, state) -> Factors:
         (rank_value,) = self.resolve(layer, rank)
         return self._warm_als(kernel, bias, rank_value, CP_MAX_ITERATIONS, state, refine=True)
+
+    def map_input_channels(self, factors, back):
+        return replaced(factors, **{"in": back @ factors.arrays["in"]})
+
+    def output_factor(self, factors):
+        return factors.arrays["out"].T
+
+    def with_output_factor(self, factors, matrix, bias):
+        return replaced(factors, bias, out=matrix.T)
 
     def kernel_from_factors(self, layer, factors):
         """Sum of rank-1 terms as one GEMM: (k..., Cin, R) @ (R, Cout); tensorly's cp_to_tensor would form a

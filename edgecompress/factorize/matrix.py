@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Factors, Method
+from edgecompress.factorize.base import Cost, Factors, Method, replaced
 
 MATRIX_KINDS = frozenset({"dense", "conv1d", "conv2d", "conv3d"})
 
@@ -19,19 +19,12 @@ def as_pointwise_kernel(matrix: np.ndarray, layer) -> np.ndarray:
     return matrix.reshape((1,) * len(layer.kernel_size) + matrix.shape)
 
 
-def pointwise_problem(layer) -> str | None:
-    if layer.is_pointwise:
-        return None
-    return f"kernel {layer.kernel_size} is not 1x1: matrix methods apply to Dense and pointwise convs"
-
-
 class TwoFactorMethod(Method):
     """x -> x A (rank r, no bias) -> (x A) B (bias, activation); strides go on the first factor."""
 
     kinds = MATRIX_KINDS
-
-    def shape_problem(self, layer):
-        return pointwise_problem(layer)
+    pointwise_only = True
+    whitens_inputs = True
 
     def full_rank(self, layer):
         return (min(layer.in_channels, layer.out_channels),)
@@ -48,6 +41,15 @@ class TwoFactorMethod(Method):
 
     def final_factors(self, layer, kernel, bias, rank, state) -> Factors:
         return self.search_factors(layer, kernel, bias, rank, state)
+
+    def map_input_channels(self, factors, back):
+        return replaced(factors, first=back @ factors.arrays["first"])
+
+    def output_factor(self, factors):
+        return factors.arrays["second"]
+
+    def with_output_factor(self, factors, matrix, bias):
+        return replaced(factors, bias, second=matrix)
 
     def kernel_from_factors(self, layer, factors):
         return as_pointwise_kernel(factors.arrays["first"] @ factors.arrays["second"], layer)

@@ -9,7 +9,7 @@ from tensorly.decomposition import tensor_train
 from tensorly.tt_tensor import tt_to_tensor
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Factors, Method, register, sequential_unfoldings
+from edgecompress.factorize.base import Cost, Factors, Method, register, replaced, sequential_unfoldings
 from edgecompress.factorize.ranks import feasible_tt_ranks
 
 
@@ -21,6 +21,7 @@ def tt_mode_sizes(layer) -> tuple[int, ...]:
 class TensorTrain(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
     spatial_kernels_only = True
+    whitens_inputs = True
 
     def full_rank(self, layer):
         sizes = tt_mode_sizes(layer)
@@ -45,6 +46,20 @@ class TensorTrain(Method):
         cores = tensor_train(channels_first, rank=[1, *ranks, 1]).factors
         achieved = tuple(int(core.shape[-1]) for core in cores[:-1])
         return Factors(self.name, achieved, {f"core{i}": c for i, c in enumerate(cores)}, bias)
+
+    def map_input_channels(self, factors, back):
+        """core0 is (1, Cin, r1): its Cin rows take the map."""
+        return replaced(factors, core0=(back @ factors.arrays["core0"][0])[None])
+
+    def output_factor(self, factors):
+        return factors.arrays[self._last_core(factors)][:, :, 0]
+
+    def with_output_factor(self, factors, matrix, bias):
+        return replaced(factors, bias, **{self._last_core(factors): matrix[:, :, None]})
+
+    @staticmethod
+    def _last_core(factors) -> str:
+        return f"core{len(factors.arrays) - 1}"
 
     def kernel_from_factors(self, layer, factors):
         cores = [factors.arrays[f"core{i}"] for i in range(len(layer.kernel_size) + 2)]

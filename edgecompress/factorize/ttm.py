@@ -48,14 +48,12 @@ def full_ranks(in_modes, out_modes) -> tuple[int, ...]:
 @register("ttm")
 class TTMatrix(Method):
     kinds = matrix.MATRIX_KINDS
+    pointwise_only = True
 
     def modes(self, layer):
         return tt_modes(layer.in_channels, layer.out_channels)
 
     def shape_problem(self, layer):
-        problem = matrix.pointwise_problem(layer)
-        if problem:
-            return problem
         in_modes, out_modes = self.modes(layer)
         if sum(n * m > 1 for n, m in zip(in_modes, out_modes)) < 2:
             return f"{layer.in_channels}x{layer.out_channels} does not split into two or more TT-matrix modes"

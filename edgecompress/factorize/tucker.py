@@ -12,13 +12,14 @@ import tensorly
 from tensorly.decomposition import partial_tucker
 
 from edgecompress.factorize import blocks
-from edgecompress.factorize.base import Cost, Factors, Method, register
+from edgecompress.factorize.base import Cost, Factors, Method, register, replaced
 
 
 @register("tucker")
 class Tucker(Method):
     kinds = frozenset({"conv1d", "conv2d", "conv3d"})
     spatial_kernels_only = True
+    whitens_inputs = True
 
     def full_rank(self, layer):
         return (layer.in_channels, layer.out_channels)
@@ -51,6 +52,15 @@ class Tucker(Method):
         core = np.tensordot(kernel, u_in, axes=([kernel.ndim - 2], [0]))  # (..., Cout, r_in)
         core = np.tensordot(core, u_out, axes=([kernel.ndim - 2], [0]))  # (..., r_in, r_out)
         return Factors(self.name, (rank_in, rank_out), {"u_in": u_in, "core": core, "u_out": u_out}, bias)
+
+    def map_input_channels(self, factors, back):
+        return replaced(factors, u_in=back @ factors.arrays["u_in"])
+
+    def output_factor(self, factors):
+        return factors.arrays["u_out"].T
+
+    def with_output_factor(self, factors, matrix, bias):
+        return replaced(factors, bias, u_out=matrix.T)
 
     def kernel_from_factors(self, layer, factors):
         arrays = factors.arrays

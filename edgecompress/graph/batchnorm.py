@@ -6,8 +6,8 @@ from collections import Counter
 import keras
 import numpy as np
 
-from edgecompress.graph.layers import CANDIDATE_KINDS, model_layers
-from edgecompress.graph.nodes import graph_nodes
+from edgecompress.graph.layers import CANDIDATE_KINDS, layer_weights, model_layers
+from edgecompress.graph.nodes import call_sites, graph_nodes
 from edgecompress.graph.rebuild import rebuild
 
 
@@ -23,38 +23,38 @@ def _consumer_counts(model: keras.Model) -> Counter:
 
 def foldable_pairs(model: keras.Model) -> list[tuple]:
     """(producer layer, BatchNormalization layer) pairs where folding is exact."""
-    counts = _consumer_counts(model)
+    counts, sites = _consumer_counts(model), call_sites(model)
     pairs = []
     for bn in model_layers(model):
-        if not isinstance(bn, keras.layers.BatchNormalization) or len(bn._inbound_nodes) != 1:
+        if not isinstance(bn, keras.layers.BatchNormalization) or len(sites.get(id(bn), [])) != 1:
             continue
-        source = bn._inbound_nodes[0].input_tensors[0]
+        source = sites[id(bn)][0].input_tensors[0]
         producer = source._keras_history.operation
-        if _can_fold(producer, bn, counts[id(source)]):
+        if _can_fold(producer, bn, counts[id(source)], len(sites.get(id(producer), []))):
             pairs.append((producer, bn))
     return pairs
 
 
-def _can_fold(producer, bn, consumers: int) -> bool:
+def _can_fold(producer, bn, consumers: int, producer_calls: int) -> bool:
     is_candidate = any(isinstance(producer, cls) for cls in CANDIDATE_KINDS) and hasattr(producer, "kernel")
-    return (is_candidate and consumers == 1 and len(producer._inbound_nodes) == 1
+    return (is_candidate and consumers == 1 and producer_calls == 1
             and producer.activation is keras.activations.linear
             and bn.axis in (-1, len(bn.input.shape) - 1))
 
 
 def folded_weights(producer, bn) -> tuple[np.ndarray, np.ndarray]:
-    kernel = producer.kernel.numpy()
-    bias = producer.bias.numpy() if producer.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
+    kernel, bias = layer_weights(producer)
+    bias = np.zeros(kernel.shape[-1], kernel.dtype) if bias is None else bias
     gamma = bn.gamma.numpy() if bn.scale else 1.0
     beta = bn.beta.numpy() if bn.center else 0.0
     scale = gamma / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
     return kernel * scale, (bias - bn.moving_mean.numpy()) * scale + beta
 
 
-def _folded_copy(producer, bn):
+def _folded_copy(producer, bn, input_shape):
     config = {**producer.get_config(), "use_bias": True}
     layer = type(producer).from_config(config)
-    layer.build(producer._inbound_nodes[0].input_tensors[0].shape)
+    layer.build(input_shape)
     layer.set_weights(list(folded_weights(producer, bn)))
     return layer
 
@@ -64,8 +64,9 @@ def fold_batchnorm(model: keras.Model) -> tuple[keras.Model, list[tuple[str, str
     pairs = foldable_pairs(model)
     if not pairs:
         return model, []
-    substitutes = {}
+    substitutes, sites = {}, call_sites(model)
     for producer, bn in pairs:
-        substitutes[producer.name] = [_folded_copy(producer, bn)]
+        input_shape = sites[id(producer)][0].input_tensors[0].shape
+        substitutes[producer.name] = [_folded_copy(producer, bn, input_shape)]
         substitutes[bn.name] = []
     return rebuild(model, substitutes), [(p.name, b.name) for p, b in pairs]

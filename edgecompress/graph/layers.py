@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import keras
+import numpy as np
 
 from edgecompress.graph.accounting import layer_flops
 from edgecompress.graph.nodes import call_sites, graph_of
@@ -165,3 +166,9 @@ def _candidate_problem(layer, info: LayerInfo, n_sites: int) -> str | None:
     if getattr(layer, "lora_enabled", False):
         return "LoRA-enabled layer: merge the LoRA weights first"
     return None
+
+
+def layer_weights(layer) -> tuple[np.ndarray, np.ndarray | None]:
+    """(kernel, bias or None) of a Conv/Dense layer as numpy arrays."""
+    kernel = layer.kernel.numpy()
+    return kernel, (layer.bias.numpy() if getattr(layer, "use_bias", False) else None)

@@ -8,14 +8,8 @@ import keras
 from edgecompress.errors import UnsupportedLayerError
 from edgecompress.factorize import Rank, factorize
 from edgecompress.graph.batchnorm import fold_batchnorm
-from edgecompress.graph.layers import describe, model_layers
+from edgecompress.graph.layers import describe, layer_weights, model_layers
 from edgecompress.graph.rebuild import rebuild
-
-
-def layer_weights(layer) -> tuple:
-    kernel = layer.kernel.numpy()
-    bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
-    return kernel, bias
 
 
 def check_layer_names(model: keras.Model, names) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from edgecompress.errors import DataError, ExportError
 from edgecompress.io import atomic_path
 from edgecompress.lower.passes import PassResult, run_passes
+from edgecompress.progress import Progress, one_step
 
 FORMATS = ("tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -53,13 +54,14 @@ def convert(lowered: keras.Model, to: str, precision: str, calibration: np.ndarr
 
 
 def export(model, path, to: str | None = None, precision: str = "fp32", data=None,
-           parity_samples: int = PARITY_SAMPLES) -> Artifact:
+           parity_samples: int = PARITY_SAMPLES, progress: Progress | None = None) -> Artifact:
     """Lower, convert, audit on the real runtime, then write FILE and FILE.audit.json (both or neither).
 
     Args:
         model: a keras.Model, or the path of a .keras/.h5 file.
         to: "tflite" or "onnx"; default from the file suffix.
         data: inputs `x`, a tuple (x, y), or an .npz path: calibration for int8 and parity/top-1 data.
+        progress: called as (stage, done, total) after each of lower, convert, audit (edgecompress.progress).
     """
     from edgecompress import models
     from edgecompress.graph.rebuild import normalize
@@ -69,9 +71,12 @@ def export(model, path, to: str | None = None, precision: str = "fp32", data=Non
     check_writable(path)
     model = models.load(model) if isinstance(model, (str, os.PathLike)) else normalize(model)
     x, y = load_data(data, model)
-    lowered, records = lower(model, to)
-    content = convert(lowered, to, precision, x)
-    audit = build_audit(model, lowered, records, content, to, precision, x, y, parity_samples)
+    with one_step(progress, "lower"):
+        lowered, records = lower(model, to)
+    with one_step(progress, f"convert to {to} {precision}"):
+        content = convert(lowered, to, precision, x)
+    with one_step(progress, "audit on the runtime"):
+        audit = build_audit(model, lowered, records, content, to, precision, x, y, parity_samples)
     audit["file"], audit["size_bytes"] = path.name, len(content)
     audit_path = path.with_name(path.name + ".audit.json")
     write_outputs(path, content, audit_path, audit)
@@ -84,6 +89,10 @@ def check_choices(path: Path, to: str | None, precision: str, data) -> str:
         raise ExportError(f"{path}: say --to tflite or --to onnx (or name the file .tflite / .onnx)")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if to == "onnx":
+        from edgecompress.lower.onnx import check_precision
+
+        check_precision(precision)  # before any work
     if precision == "int8" and data is None:
         raise ExportError("--precision int8 needs --data CALIB.npz (a few hundred representative inputs to "
                           "calibrate activation ranges); or use --precision dynamic, which needs none")

@@ -22,7 +22,7 @@ PROBE_CHUNK_FLOATS = 4_000_000  # bounds probe memory (~16 MB per chunk)
 
 
 @dataclass
-class Geometry:
+class ChainGeometry:
     """Per-axis kernel positions, dilation, stride and the padding of the equivalent single conv."""
 
     kernel: tuple[int, ...]
@@ -59,7 +59,7 @@ def why_not_composable(layers, ndim: int) -> str | None:
     return None
 
 
-def geometry(layers, ndim: int) -> Geometry | str:
+def geometry(layers, ndim: int) -> ChainGeometry | str:
     """The single conv's geometry, or the reason the chain has none."""
     configs = [spatial_config(layer, ndim) for layer in layers]
     paddings = {pad for k, _, _, pad in configs if pad is not None and any(v > 1 for v in k)}
@@ -71,7 +71,7 @@ def geometry(layers, ndim: int) -> Geometry | str:
     if problem:
         return problem
     kernel, dilation, strides, span = zip(*axes) if axes else ((), (), (), ())
-    return Geometry(tuple(kernel), tuple(dilation), tuple(strides), padding, tuple(span))
+    return ChainGeometry(tuple(kernel), tuple(dilation), tuple(strides), padding, tuple(span))
 
 
 def _axis_geometry(factors: list[tuple[int, int, int]], padding: str):
@@ -105,7 +105,7 @@ def _probe_copies(layers, probe_shape: tuple):
     return copies
 
 
-def composed_kernel(layers, in_channels: int, geo: Geometry) -> np.ndarray:
+def composed_kernel(layers, in_channels: int, geo: ChainGeometry) -> np.ndarray:
     """The (k..., Cin, Cout) kernel of the chain's linear part: flip of its response to a centred impulse."""
     probe_spatial = tuple(2 * s - 1 for s in geo.span)
     copies = _probe_copies(layers, (None,) + probe_spatial + (in_channels,))

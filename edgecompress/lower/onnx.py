@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import keras
+import numpy as np
 
 from edgecompress.errors import ExportError
 from edgecompress.lower.naming import layer_in_op_name
@@ -50,13 +51,47 @@ def unsupported_nodes(model_proto) -> list:
     return [node for node in model_proto.graph.node if not known(node)]
 
 
-def convert(model: keras.Model, precision: str = "fp32") -> bytes:
-    import onnx
-    import tf2onnx
-
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"ONNX export supports --precision {', '.join(PRECISIONS)}, not {precision}; "
                           f"quantize with onnxruntime.quantization, or export --to tflite for {precision}")
+
+
+def split_fused_conv_add(model_proto) -> list[str]:
+    """Conv(x, w, b, addend) -> Add(Conv(x, w, b), addend as (C, 1, ...)).
+
+    Keras' TensorFlow backend adds a tensor that squeezes to one channel vector as a BiasAdd (a residual Add at
+    1x1 spatial size with batch 1, e.g. EfficientNet-B0's block6b_add at 32x32 input); tf2onnx then folds the
+    conv's bias and that BiasAdd into one Conv with a fourth input, which ONNX's Conv does not take.
+    """
+    import onnx
+
+    ranks = {init.name: len(init.dims) for init in model_proto.graph.initializer}
+    nodes, fixed = [], []
+    for node in model_proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) != 4 or node.input[1] not in ranks:
+            nodes.append(node)
+            continue
+        addend, summed = node.input[3], node.output[0]
+        axes = f"{node.name}__axes"
+        spatial_axes = list(range(1, ranks[node.input[1]] - 1))  # the addend is (C,): broadcast it as (C, 1, ...)
+        model_proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(spatial_axes, np.int64), axes))
+        del node.input[3]
+        node.output[0] = f"{summed}__conv"
+        nodes += [node,
+                  onnx.helper.make_node("Unsqueeze", [addend, axes], [f"{summed}__addend"], name=f"{node.name}__unsq"),
+                  onnx.helper.make_node("Add", [node.output[0], f"{summed}__addend"], [summed], name=f"{node.name}__add")]
+        fixed.append(node.name)
+    if fixed:
+        del model_proto.graph.node[:]
+        model_proto.graph.node.extend(nodes)
+    return fixed
+
+
+def convert(model: keras.Model, precision: str = "fp32") -> bytes:
+    import tf2onnx
+
+    check_precision(precision)
     function, specs = inference_function(model)
     logging.disable(logging.ERROR)  # tf2onnx logs each unsupported op; _check reports them in one line instead
     try:
@@ -65,6 +100,7 @@ def convert(model: keras.Model, precision: str = "fp32") -> bytes:
         raise ExportError(f"ONNX conversion of model {model.name!r} failed: {str(error).strip()[:300]}") from None
     finally:
         logging.disable(logging.NOTSET)
+    split_fused_conv_add(model_proto)
     fix_conv_groups(model_proto)
     _check(model_proto, model)
     return model_proto.SerializeToString()

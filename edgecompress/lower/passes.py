@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import keras
 
-from edgecompress.graph.nodes import graph_nodes
+from edgecompress.graph.nodes import call_sites, graph_nodes
 
 @dataclass
 class PassResult:
@@ -48,10 +48,11 @@ def linear_links(model: keras.Model) -> dict[str, str]:
             uses[id(tensor)] = uses.get(id(tensor), 0) + 1
     for tensor in model.outputs:
         uses[id(tensor)] = uses.get(id(tensor), 0) + 1
-    links = {}
+    links, sites = {}, call_sites(model)
+    layers = {id(layer) for layer in model.layers}  # not bare ops (x + 3.0 in MobileNetV3 is an Add op, no layer)
     for node in graph_nodes(model):
         inputs = node.input_tensors
-        if len(inputs) != 1 or len(getattr(node.operation, "_inbound_nodes", [])) != 1:
+        if len(inputs) != 1 or id(node.operation) not in layers or len(sites.get(id(node.operation), [])) != 1:
             continue
         producer = _producer(inputs[0])
         if not isinstance(producer, keras.layers.InputLayer) and uses[id(inputs[0])] == 1:
@@ -76,7 +77,8 @@ def layer_chains(model: keras.Model) -> list[list]:
 
 
 def input_shape_of(layer) -> tuple:
-    """The (batch-included) input shape of a layer's single call site."""
+    """The (batch-included) input shape of a layer's single call site. The passes work on models rebuilt from
+    fresh layers (graph.rebuild), where each layer's first call record is its only one."""
     return tuple(layer._inbound_nodes[0].input_tensors[0].shape)
 
 

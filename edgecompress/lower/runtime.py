@@ -33,7 +33,7 @@ def quiet_native_logs() -> Iterator[None]:
 
 def tflite_runtime() -> tuple[str, str, type]:
     """(name, version, Interpreter class): ai_edge_litert, else tflite_runtime, else tf.lite (shared with bench)."""
-    from edgecompress.bench.runner import RunnerError, find_tflite_runtime
+    from edgecompress.ondevice.runner import RunnerError, find_tflite_runtime
 
     try:
         return find_tflite_runtime()
@@ -42,9 +42,13 @@ def tflite_runtime() -> tuple[str, str, type]:
 
 
 def onnx_runtime() -> tuple[str, str]:
-    import onnxruntime
+    """(name, version) of onnxruntime (the same lookup as the runner's)."""
+    from edgecompress.ondevice.runner import RunnerError, find_onnx_runtime
 
-    return "onnxruntime", onnxruntime.__version__
+    try:
+        return find_onnx_runtime()[:2]
+    except RunnerError as error:
+        raise ExportError(str(error)) from None
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
 
 from edgecompress.errors import DataError
 from edgecompress.graph.layers import LayerInfo
+from edgecompress.progress import Progress
 
 DEFAULT_MEMORY_CAP_BYTES = 1 << 30
 DEFAULT_SAMPLES_PER_LAYER = 4096
@@ -25,8 +26,6 @@ MIN_SAMPLES_PER_LAYER = 16
 MAX_BATCH = 256
 # Share of the cap for the samples kept; the rest bounds one batch of activations in flight.
 STORED_SHARE = 0.75
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -145,6 +144,21 @@ class LayerSamples:
     @property
     def nbytes(self) -> int:
         return int(self.patches.nbytes + self.outputs.nbytes + self.where.nbytes)
+
+    def channel_second_moment(self, dilation: Sequence[int] | None = None) -> np.ndarray:
+        """E[x_t x_tᵀ] (Cin, Cin), float64, over the input-channel vectors x_t at the kernel's taps of every
+        sampled patch (taps every `dilation` positions of the span): what data-aware decomposition whitens by."""
+        geometry = self.geometry
+        taps = self.patches.reshape((len(self.patches),) + geometry.patch_shape)
+        if dilation and any(d > 1 for d in dilation):
+            taps = taps[(slice(None),) + tuple(slice(None, None, d) for d in dilation)]
+        vectors = taps.reshape(-1, geometry.in_channels)
+        moment = np.zeros((geometry.in_channels, geometry.in_channels))
+        rows = max(1, (1 << 22) // geometry.in_channels)
+        for start in range(0, len(vectors), rows):
+            block = vectors[start:start + rows].astype(np.float64)
+            moment += block.T @ block
+        return moment / max(len(vectors), 1)
 
 
 @dataclass

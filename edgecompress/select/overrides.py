@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from edgecompress.errors import InvalidRankError, UnsupportedLayerError
+from edgecompress.errors import ConfigError, InvalidRankError
 from edgecompress.factorize import Rank, get, parse_rank_text
 
 
@@ -31,7 +31,7 @@ def parse_override(key: str, value: Any) -> LayerOverride:
     if isinstance(value, str):
         value = _parse_text(value)
     if not isinstance(value, Mapping) or set(value) - {"methods", "rank", "skip"}:
-        raise UnsupportedLayerError(f"override {key!r}: expected a dict with keys methods/rank/skip or a string "
+        raise ConfigError(f"override {key!r}: expected a dict with keys methods/rank/skip or a string "
                                     f"like 'skip', 'tucker,cp' or 'tucker:0.25', got {value!r}")
     methods = value.get("methods")
     methods = tuple(methods.split(",")) if isinstance(methods, str) else (tuple(methods) if methods else None)
@@ -71,5 +71,5 @@ def _check_all_used(layer_names, exact, patterns) -> None:
     unknown = [k for k in exact if k not in layer_names]
     unknown += [key for rx, key, _ in patterns if not any(rx.fullmatch(n) for n in layer_names)]
     if unknown:
-        raise UnsupportedLayerError(f"override {', '.join(map(repr, unknown))} matches no candidate layer; "
+        raise ConfigError(f"override {', '.join(map(repr, unknown))} matches no candidate layer; "
                                     f"candidates: {', '.join(layer_names)}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
 
 from edgecompress.errors import DataError
+from edgecompress.factorize import get
 
 PLAN_VERSION = 1
 
@@ -41,7 +42,6 @@ class Plan:
     model_flops_before: int = 0
     model_flops_after: int = 0
     version: int = PLAN_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def choices(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         """{layer: (method, rank)} of the layers replaced: what graph.surgery.compress_model takes."""
@@ -84,3 +84,29 @@ def _finite_or_none(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), 6)
+
+
+def layer_plans(tasks: Mapping[str, Any], choices: Mapping[str, Any], finals: Mapping[str, tuple],
+                kept_reasons: Mapping[str, str], kept_otherwise: str) -> list[LayerPlan]:
+    """One LayerPlan per task: the chosen (method, final rank, similarity) with its costs, or why it was kept
+    (the task's own reason, else the selector's, else `kept_otherwise`)."""
+    layers = []
+    for name, task in tasks.items():
+        info, point = task.info, choices.get(name)
+        if point is None:
+            reason = task.reason or kept_reasons.get(name) or kept_otherwise
+            layers.append(LayerPlan(name, info.kind, None, None, 1.0, info.params, info.params, info.flops,
+                                    info.flops, reason))
+            continue
+        rank, similarity = finals[name]
+        cost = get(point.method).cost(info, rank)
+        layers.append(LayerPlan(name, info.kind, point.method, rank, similarity, info.params, cost.params,
+                                info.flops, cost.flops))
+    return layers
+
+
+def achieved_fractions(layers: Sequence[LayerPlan]) -> dict[str, float]:
+    """Params and FLOPs after / before over the candidate layers."""
+    return {kind: round(sum(getattr(layer, f"{kind}_after") for layer in layers) /
+                        max(1, sum(getattr(layer, f"{kind}_before") for layer in layers)), 6)
+            for kind in ("params", "flops")}

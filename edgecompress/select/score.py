@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from edgecompress.factorize import Factors, get
+from edgecompress.factorize.datafit import ridge_refit
 from edgecompress.graph.layers import LayerInfo
 from edgecompress.select.capture import LayerSamples
 from edgecompress.select.factorcache import FactorCache
@@ -74,16 +75,40 @@ def apply_activation(name: str, values: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.activations.get(name)(values))
 
 
+def refit_output_factor(method: str, info: LayerInfo, factors: Factors, samples: LayerSamples,
+                        kernel: np.ndarray, bias: np.ndarray | None) -> Factors | None:
+    """The factors with the block's last linear factor and bias refitted by ridge least squares, so that on the
+    captured patches the block's pre-activation output matches the original layer's (x W + b); None where the
+    method has no output factor or no numpy kernel. The bias absorbs the mean shift the earlier factors cause."""
+    chosen = get(method)
+    last = chosen.output_factor(factors)
+    if last is None:
+        return None
+    head = chosen.kernel_from_factors(info, chosen.with_output_factor(factors, np.eye(last.shape[0]), None))
+    if head is None:
+        return None
+    head_matrix = dilate(head, info.dilation or ()).reshape(-1, last.shape[0])
+    targets = samples.patches @ dilate(kernel, info.dilation or ()).reshape(-1, info.out_channels)
+    if bias is not None:
+        targets = targets + bias
+    matrix, fitted_bias = ridge_refit(samples.patches @ head_matrix.astype(np.float32), targets,
+                                      fit_intercept=bias is not None)
+    return chosen.with_output_factor(factors, matrix, fitted_bias if bias is not None else None)
+
+
 class LayerScorer:
-    """Similarity of (method, rank) candidates for one layer, memoised; decompositions via a FactorCache."""
+    """Similarity of (method, rank) candidates for one layer, memoised; decompositions via a FactorCache.
+    With `refit`, the final factors get their output factor refitted on the samples when that scores higher."""
 
     def __init__(self, info: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, samples: LayerSamples,
-                 metric: Metric, cache: FactorCache | None = None):
+                 metric: Metric, cache: FactorCache | None = None, refit: bool = False):
         self.info = info
         self.samples = samples
         self.metric = metric
         self.cache = cache or FactorCache(info, kernel, bias)
         self.patch_info = patch_info(info, samples)
+        self.kernel, self.bias, self.refit = kernel, bias, refit
+        self.refits_kept = 0
         self._memo: dict[tuple, float] = {}
 
     @property
@@ -100,7 +125,14 @@ class LayerScorer:
     def final(self, method: str, rank) -> tuple[Factors, float]:
         """The factors for the compressed model, and their similarity."""
         factors = self.cache.final(method, rank)
-        return factors, self.score_factors(method, factors)
+        similarity = self.score_factors(method, factors)
+        if self.refit:
+            refitted = refit_output_factor(method, self.info, factors, self.samples, self.kernel, self.bias)
+            refitted_similarity = self.score_factors(method, refitted) if refitted is not None else -np.inf
+            if refitted_similarity > similarity:  # a refit that scores lower is not kept
+                self.refits_kept += 1
+                return refitted, refitted_similarity
+        return factors, similarity
 
     def score_factors(self, method: str, factors: Factors) -> float:
         weights, bias = fast_kernel(method, self.patch_info, factors)

@@ -14,10 +14,8 @@ from typing import Callable, Mapping, Sequence
 
 from edgecompress.factorize import get
 from edgecompress.graph.layers import LayerInfo
-from edgecompress.select.capture import Capture, Progress
-from edgecompress.select.factorcache import CP_SEARCH_ITERATIONS, FactorCache
+from edgecompress.progress import Progress
 from edgecompress.select.score import LayerScorer
-from edgecompress.select.similarity import Metric
 
 # Target similarity levels: denser near 1, where the budgets people use end up.
 DEFAULT_LEVELS = (0.5, 0.75, 0.88, 0.94, 0.97, 0.985, 0.993, 0.998)
@@ -137,35 +135,20 @@ def offered_ranks(info: LayerInfo, methods: Sequence[str]) -> tuple[dict[str, li
     return ranks, reasons
 
 
-@dataclass
-class SearchResult:
-    fronts: dict[str, LayerFront]
-    scorers: dict[str, LayerScorer]
-
-    @property
-    def evaluations(self) -> int:
-        return sum(scorer.evaluations for scorer in self.scorers.values())
-
-
-def search(model, capture: Capture, infos: Mapping[str, LayerInfo], methods: Mapping[str, Sequence[str]],
-           metric: Metric, levels: Sequence[float] = DEFAULT_LEVELS, cp_search_iterations: int = CP_SEARCH_ITERATIONS,
-           progress: Progress | None = None) -> SearchResult:
-    """Fronts for every layer in `methods` ({layer name: method names}); `model` is the BN-folded model."""
-    fronts, scorers = {}, {}
+def search(scorers: Mapping[str, LayerScorer], methods: Mapping[str, Sequence[str]],
+           levels: Sequence[float] = DEFAULT_LEVELS, progress: Progress | None = None) -> dict[str, LayerFront]:
+    """Fronts for every layer in `methods` ({layer name: method names}), scored by its scorer."""
+    fronts = {}
     for done, (name, names) in enumerate(methods.items(), start=1):
-        info, layer = infos[name], model.get_layer(name)
-        kernel = layer.kernel.numpy()
-        bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
-        cache = FactorCache(info, kernel, bias, cp_search_iterations)
-        scorer = scorers[name] = LayerScorer(info, kernel, bias, capture.layers[name], metric, cache)
-        ranks, reasons = offered_ranks(info, names)
+        scorer = scorers[name]
+        ranks, reasons = offered_ranks(scorer.info, names)
         points = [point for method, candidates in ranks.items()
                   for point in search_method(scorer, method, candidates, levels)]
-        fronts[name] = LayerFront(info, points, reasons, ranks)
+        fronts[name] = LayerFront(scorer.info, points, reasons, ranks)
         if progress:
             progress("search", done, len(methods))
-    return SearchResult(fronts, scorers)
+    return fronts
 
 
-__all__ = ["DEFAULT_LEVELS", "LayerFront", "Point", "SearchResult", "cheapest_meeting", "pareto",
+__all__ = ["DEFAULT_LEVELS", "LayerFront", "Point", "cheapest_meeting", "pareto",
            "search", "search_method", "offered_ranks"]

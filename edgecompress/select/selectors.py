@@ -1,17 +1,17 @@
-"""Rank selection behind one interface, so ours and the baselines run side by side through the same code:
-`choose(kind, limit, fixed_cost)` -> {layer: Point} meeting a params/FLOPs limit, `default()` without one."""
+"""Rank selection behind one interface (`Selector`), so ours and the baselines run side by side through the
+same code: `choose(kind, limit, fixed_cost)` -> {layer: Point} meeting a limit, `default(knob)` without one."""
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
-import keras
-import numpy as np
-
-from edgecompress.errors import BudgetError, UnsupportedLayerError
+from edgecompress.errors import BudgetError, ConfigError
 from edgecompress.factorize import get
+from edgecompress.factorize.base import SEARCH_ITERATIONS
+from edgecompress.graph.layers import layer_weights
+from edgecompress.progress import Progress
 from edgecompress.select import allocate, baselines
-from edgecompress.select.capture import Capture, Progress
+from edgecompress.select.capture import Capture
 from edgecompress.select.factorcache import FactorCache
 from edgecompress.select.score import LayerScorer
 from edgecompress.select.search import LayerFront, Point, search
@@ -21,19 +21,42 @@ from edgecompress.select.tasks import LayerTask
 RULES = ("allocate", "threshold")
 
 
-def layer_weights(model: keras.Model, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    layer = model.get_layer(name)
-    return layer.kernel.numpy(), (layer.bias.numpy() if getattr(layer, "use_bias", False) else None)
+class Selector(Protocol):
+    """What `compress` asks of a rank selection. `scorers` give the final factors of the chosen blocks and
+    their similarity; `reasons` say why a layer the selection considered was kept."""
+
+    name: str
+    scorers: dict[str, LayerScorer]
+    reasons: dict[str, str]
+
+    def cheapest(self, kind: str) -> float:
+        """The lowest total cost of the searched layers this selection can reach."""
+
+    def choose(self, kind: str, limit: float, fixed_cost: float = 0) -> dict[str, Point]:
+        """A choice whose searched layers cost at most `limit` - `fixed_cost` in `kind`."""
+
+    def default(self, knob: float) -> dict[str, Point]:
+        """A choice without a budget: the similarity threshold (ours) or the baseline's knob."""
+
+
+DECOMPOSITIONS = ("data-aware", "plain")
 
 
 def make_scorers(model, tasks: Mapping[str, LayerTask], capture: Capture, metric: Metric,
-                 cp_search_iterations: int) -> dict[str, LayerScorer]:
+                 search_iterations: int = SEARCH_ITERATIONS, decompose: str = "plain") -> dict[str, LayerScorer]:
+    """A scorer for every layer not kept. decompose="data-aware" fits the blocks to the layer's outputs on the
+    captured samples (whitened decomposition, then a refit of the output factor); "plain" to its weights."""
+    if decompose not in DECOMPOSITIONS:
+        raise ConfigError(f"unknown decomposition {decompose!r}; use {' or '.join(DECOMPOSITIONS)}")
     scorers = {}
     for name, task in tasks.items():
         if task.reason is None:
-            kernel, bias = layer_weights(model, name)
-            cache = FactorCache(task.info, kernel, bias, cp_search_iterations)
-            scorers[name] = LayerScorer(task.info, kernel, bias, capture.layers[name], metric, cache)
+            kernel, bias = layer_weights(model.get_layer(name))
+            samples = capture.layers[name]
+            moment = samples.channel_second_moment(task.info.dilation) if decompose == "data-aware" else None
+            cache = FactorCache(task.info, kernel, bias, search_iterations, moment)
+            scorers[name] = LayerScorer(task.info, kernel, bias, samples, metric, cache,
+                                        refit=decompose == "data-aware")
     return scorers
 
 
@@ -42,19 +65,14 @@ class SimilaritySelector:
 
     name = "similarity"
 
-    def __init__(self, model, tasks: Mapping[str, LayerTask], capture: Capture, metric: Metric,
-                 levels: Sequence[float], cp_search_iterations: int, rule: str = "allocate",
-                 progress: Progress | None = None, loss: str = allocate.DEFAULT_LOSS):
+    def __init__(self, tasks: Mapping[str, LayerTask], scorers: Mapping[str, LayerScorer], levels: Sequence[float],
+                 rule: str = "allocate", progress: Progress | None = None, loss: str = allocate.DEFAULT_LOSS):
         if rule not in RULES or loss not in allocate.LOSSES:
-            raise BudgetError(f"unknown allocation rule {rule!r} or loss {loss!r}; rules: {', '.join(RULES)}, "
+            raise ConfigError(f"unknown allocation rule {rule!r} or loss {loss!r}; rules: {', '.join(RULES)}, "
                               f"losses: {', '.join(allocate.LOSSES)}")
         searched = {name: task.methods for name, task in tasks.items() if task.searched}
-        infos = {name: task.info for name, task in tasks.items()}
-        result = search(model, capture, infos, searched, metric, levels, cp_search_iterations, progress)
-        self.fronts: dict[str, LayerFront] = result.fronts
-        self.scorers = make_scorers(model, {n: t for n, t in tasks.items() if not t.searched}, capture, metric,
-                                    cp_search_iterations)
-        self.scorers.update(result.scorers)
+        self.fronts: dict[str, LayerFront] = search(scorers, searched, levels, progress)
+        self.scorers = dict(scorers)
         self.rule, self.loss = rule, loss
         self.reasons: dict[str, str] = {}  # why a searched layer was kept, when the plan needs more than the budget
 
@@ -110,8 +128,10 @@ class SimilaritySelector:
 class BaselineSelector:
     """VBMF, energy or uniform ranks; one method per layer; a budget tunes the baseline's one knob."""
 
-    def __init__(self, model, tasks: Mapping[str, LayerTask], select: str, hybrid: bool):
+    def __init__(self, model, tasks: Mapping[str, LayerTask], select: str, hybrid: bool,
+                 scorers: Mapping[str, LayerScorer]):
         self.name = select
+        self.scorers = dict(scorers)
         self.bases: dict[str, baselines.LayerBasis] = {}
         self.reasons: dict[str, str] = {}
         self.excluded: list = []  # searchable layers this baseline's method does not apply to: kept
@@ -122,8 +142,12 @@ class BaselineSelector:
                     self.reasons[name] = f"{select} with hybrid methods uses {method} here, which does not apply"
                     self.excluded.append(task.info)
                     continue
-                self.bases[name] = baselines.LayerBasis(task.info, method, layer_weights(model, name)[0])
+                self.bases[name] = baselines.LayerBasis(task.info, method, layer_weights(model.get_layer(name))[0])
         self.knob = math.nan
+
+    @property
+    def evaluations(self) -> int:
+        return sum(scorer.evaluations for scorer in self.scorers.values())
 
     def cheapest(self, kind: str) -> int:
         return baselines.knob_cost(self.bases, self.name, 1e-9, kind) + self._excluded_cost(kind)
@@ -157,5 +181,5 @@ def selections() -> list[str]:
 
 def check_select(select: str) -> None:
     if select not in selections():
-        raise UnsupportedLayerError(f"unknown rank selection {select!r}; use similarity, "
+        raise ConfigError(f"unknown rank selection {select!r}; use similarity, "
                                     f"{', '.join(baselines.DEFAULT_KNOBS)}")

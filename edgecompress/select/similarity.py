@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgecompress.errors import EdgeCompressError
+from edgecompress.errors import ConfigError
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -36,7 +36,7 @@ def metrics() -> dict[str, Metric]:
 
 def get_metric(name: str) -> Metric:
     if name not in _METRICS:
-        raise EdgeCompressError(f"unknown similarity metric {name!r}; available: {', '.join(sorted(_METRICS))}")
+        raise ConfigError(f"unknown similarity metric {name!r}; available: {', '.join(sorted(_METRICS))}")
     return _METRICS[name]
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-import edgecompress.bench
+import edgecompress.bench.api
 from edgecompress.bench.costtable import CostTable, block_key, block_latency_ms
 from edgecompress.errors import TargetError
 
@@ -23,7 +23,7 @@ def test_block_is_timed_once_then_cached(tmp_path, monkeypatch):
     def no_run(*args, **kwargs):
         raise AssertionError("a cached block was measured again")
 
-    monkeypatch.setattr(edgecompress.bench, "run", no_run)
+    monkeypatch.setattr(edgecompress.bench.api, "run", no_run)
     again = tucker_like_block()  # new layer objects with other names and initial weights: same cost key
     assert block_latency_ms("host", again, (16, 16, 16), cache_path=cache) == first_ms
     entry = next(iter(json.loads(cache.read_text())["entries"].values()))

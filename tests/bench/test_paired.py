@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from edgecompress import bench
-from edgecompress.bench import runner
+from edgecompress.ondevice import runner
 from tests.bench.conftest import QUICK
 
 PAIRED = bench.BenchSettings(min_runs=60, min_secs=0.6, max_secs=10, warmup_runs=5, warmup_secs=0.05, segments=6)

@@ -5,10 +5,12 @@ import itertools
 
 import keras
 
+from edgecompress.factorize import registry
+
 CONV_CLASSES = {"conv1d": keras.layers.Conv1D, "conv2d": keras.layers.Conv2D, "conv3d": keras.layers.Conv3D}
 KERNELS = {"conv1d": (3,), "conv2d": (3, 2), "conv3d": (3, 2, 3)}
 SPATIAL = {"conv1d": (11,), "conv2d": (9, 8), "conv3d": (7, 6, 7)}
-MATRIX_METHODS = {"svd", "qr", "ttm"}
+MATRIX_METHODS = {name for name, method in registry().items() if method.pointwise_only}
 
 
 def strides_for(kind: str) -> tuple:

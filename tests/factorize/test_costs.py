@@ -5,8 +5,7 @@ import pytest
 
 from edgecompress import factorize
 from edgecompress.graph.accounting import chain_cost
-from edgecompress.graph.layers import describe
-from edgecompress.graph.surgery import layer_weights
+from edgecompress.graph.layers import describe, layer_weights
 from tests.conftest import single_layer_model
 from tests.factorize.layer_cases import make_layer
 

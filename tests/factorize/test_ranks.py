@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from edgecompress import factorize
-from edgecompress.errors import InvalidRankError, UnsupportedLayerError
+from edgecompress.errors import ConfigError, InvalidRankError, UnsupportedLayerError
 from edgecompress.factorize.ranks import feasible_tt_ranks, parse_rank_text, resolve_rank
-from edgecompress.graph.layers import describe
-from edgecompress.graph.surgery import layer_weights
+from edgecompress.graph.layers import describe, layer_weights
 from tests.conftest import single_layer_model
 from tests.factorize.layer_cases import make_layer
 
@@ -67,5 +66,5 @@ def test_method_not_applying_is_refused_with_reason():
     kernel, bias = layer_weights(layer)
     with pytest.raises(UnsupportedLayerError, match="conv_k3.*not 1x1"):
         factorize.factorize(info, kernel, bias, "svd", 0.5)
-    with pytest.raises(UnsupportedLayerError, match="unknown method 'nope'"):
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
         factorize.factorize(info, kernel, bias, "nope", 0.5)

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 from edgecompress import factorize
-from edgecompress.graph.layers import describe
-from edgecompress.graph.surgery import layer_weights
+from edgecompress.graph.layers import describe, layer_weights
 from tests.conftest import run_chain, single_layer_model
 from tests.factorize.layer_cases import make_layer, variant_cases
 

@@ -88,13 +88,12 @@ def test_every_selection_chooses_it(flat_method, model_and_data, select):
 
 
 @pytest.mark.parametrize("budget", ["params=0.4", "flops=0.5", "accuracy-drop=50", "latency=0.9@host"])
-def test_every_budget_meets_it_with_it(flat_method, model_and_data, budget, tmp_path, monkeypatch):
-    import edgecompress.bench.costtable as costtable
+def test_every_budget_meets_it_with_it(flat_method, model_and_data, budget, tmp_path):
+    from edgecompress.bench import CostTable
 
-    original_table = costtable.CostTable
-    monkeypatch.setattr(costtable, "CostTable", lambda target: original_table(target, cache_path=tmp_path / "t.json"))
+    table = lambda target: CostTable(target, cache_path=tmp_path / "t.json")  # noqa: E731
     model, x, y = model_and_data
-    result = compress(model, (x, y), CompressConfig(methods=flat_method, budget=budget, **FAST))
+    result = compress(model, (x, y), CompressConfig(methods=flat_method, budget=budget, cost_table=table, **FAST))
     kind, value = budget.split("=")
     assert any(layer.method == flat_method for layer in result.plan.layers)
     if kind in ("params", "flops"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from edgecompress.factorize import registry
 from edgecompress.graph.surgery import compress_model
 
 CONV_CLASSES = {"conv1d": keras.layers.Conv1D, "conv2d": keras.layers.Conv2D, "conv3d": keras.layers.Conv3D}
 INPUT_SHAPES = {"dense": (64,), "conv1d": (16, 32), "conv2d": (8, 8, 32), "conv3d": (4, 6, 6, 16)}
-MATRIX_METHODS = {"svd", "qr", "ttm"}
+MATRIX_METHODS = {name for name, method in registry().items() if method.pointwise_only}
 # Rank 4 per mode keeps every block well below its layer, so the merge pass leaves the factors as built.
 BLOCK_RANK = 4
 TARGET = "target"

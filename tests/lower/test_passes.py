@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgecompress.factorize import factorize
-from edgecompress.graph.layers import describe
-from edgecompress.graph.surgery import compress_model, layer_weights
+from edgecompress.graph.layers import describe, layer_weights
+from edgecompress.graph.surgery import compress_model
 from edgecompress.lower import lower
 from edgecompress.lower.compose import compose
 from edgecompress.lower.fold import fuse_activation_pass

@@ -46,10 +46,11 @@ def test_hull_steps_have_rising_slopes_and_end_at_the_cheapest_point(tiny_run):
 
 
 def test_fill_spends_slack_on_larger_ranks():
-    from tests.conftest import single_layer_model
     import keras
+
     from edgecompress.factorize import get
     from edgecompress.graph.layers import describe
+    from tests.conftest import single_layer_model
 
     info = describe(single_layer_model(keras.layers.Dense(32), (64,)))[-1]
     ranks = get("svd").ranks(info)
@@ -62,16 +63,16 @@ def test_fill_spends_slack_on_larger_ranks():
 
 
 def test_accuracy_drop_budget_keeps_the_measured_drop_within_the_budget(tiny_run):
-    from edgecompress.compress import CompressConfig, CompressionRun
-    from edgecompress.finetune import top1_accuracy
+    from edgecompress.compress import CHOOSERS, CompressConfig, CompressionRun
+    from edgecompress.finetune import top1_pct
     from tests.select.models import calibration, trained_tiny_cnn
 
     _, selector = tiny_run
     x, y = calibration(256)
     run = CompressionRun(trained_tiny_cnn(), x, y, CompressConfig(budget="accuracy-drop=2"), None)
-    choices = run._accuracy_search(selector)
+    choices = CHOOSERS["accuracy-drop"](run, selector)
     compressed, _ = run.build(selector, choices, final=False)
-    drop = run.stats["accuracy_before"] - top1_accuracy(compressed, x, y)
+    drop = run.stats["accuracy_before"] - top1_pct(compressed, x, y)
     assert drop <= 2.0
     assert run.stats["params_fraction"] < 1.0 and choices
 
@@ -80,7 +81,7 @@ def test_accuracy_drop_judged_after_a_brief_finetune_cuts_deeper(tiny_run):
     """With labelled fine-tuning data the accuracy-drop budget judges each candidate after a brief fine-tune
     (what one-shot fine-tuning at least recovers), so it reaches a smaller params fraction than judging the
     raw compressed model, and the brief recovery really keeps the drop within the budget."""
-    from edgecompress.compress import CompressConfig, CompressionRun
+    from edgecompress.compress import CHOOSERS, CompressConfig, CompressionRun
     from edgecompress.finetune import brief_recovery_accuracy
     from tests.select.models import calibration, fashion, trained_tiny_cnn
 
@@ -91,7 +92,7 @@ def test_accuracy_drop_judged_after_a_brief_finetune_cuts_deeper(tiny_run):
     for judged in ("before", "after"):
         run = CompressionRun(trained_tiny_cnn(), x, y, CompressConfig(budget="accuracy-drop=2"), None)
         run.recovery = (x_train[:2000], y_train[:2000]) if judged == "after" else None
-        runs[judged] = (run, run._accuracy_search(selector))
+        runs[judged] = (run, CHOOSERS["accuracy-drop"](run, selector))
     before, after = runs["before"][0].stats, runs["after"][0].stats
     assert after["accuracy_judged"] == "after a brief fine-tune" and before["accuracy_judged"] == "before fine-tuning"
     assert after["params_fraction"] < before["params_fraction"]
@@ -105,14 +106,14 @@ def test_latency_guard_offers_only_blocks_timed_faster_than_their_layer(tmp_path
     """latency_guard='host': every layer and each block on its params front is timed on host LiteRT (cost
     table); what stays on offer is no slower than its layer, what was dropped is counted, and a layer left with
     nothing says why in the plan."""
+    from edgecompress.bench import costtable
     from edgecompress.compress import CompressConfig, CompressionRun
     from tests.select.conftest import TEST_LEVELS
     from tests.select.models import calibration, trained_tiny_cnn
 
-    from edgecompress.bench import costtable
-
     monkeypatch.setattr(costtable, "DEFAULT_CACHE", tmp_path / "latency_cache.json")  # fresh, not the user's
-    config = CompressConfig(samples_per_layer=256, levels=TEST_LEVELS, budget="params=0.5", latency_guard="host")
+    config = CompressConfig(samples_per_layer=256, levels=TEST_LEVELS, budget="params=0.5", latency_guard="host",
+                            cost_table=costtable.CostTable)
     run = CompressionRun(trained_tiny_cnn(), *calibration(128), config, None)
     selector = run.make_selector()
     offered = [p for front in selector.fronts.values() for p in front.points]
@@ -126,11 +127,13 @@ def test_latency_guard_offers_only_blocks_timed_faster_than_their_layer(tmp_path
 
 
 def test_an_unknown_latency_guard_target_fails_before_any_work():
+    from edgecompress.bench import CostTable
     from edgecompress.compress import CompressConfig, CompressionRun
     from edgecompress.errors import TargetError
     from tests.select.models import calibration, trained_tiny_cnn
 
-    run = CompressionRun(trained_tiny_cnn(), *calibration(64), CompressConfig(latency_guard="no-such-board"), None)
+    config = CompressConfig(latency_guard="no-such-board", cost_table=CostTable)
+    run = CompressionRun(trained_tiny_cnn(), *calibration(64), config, None)
     with pytest.raises(TargetError, match="no-such-board"):
         run.make_selector()
     assert "capture_s" not in run.stats

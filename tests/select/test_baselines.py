@@ -8,6 +8,7 @@ import pytest
 from edgecompress.factorize import applicable_pairs, get
 from edgecompress.graph.layers import describe
 from edgecompress.select import baselines
+from edgecompress.select.baselines import DEFAULT_KNOBS
 from edgecompress.select.selectors import BaselineSelector
 from tests.conftest import single_layer_model
 from tests.factorize.layer_cases import make_layer
@@ -29,10 +30,10 @@ def test_energy_rank_keeps_the_fraction_asked():
     assert baselines.energy_rank(values, 1.0) == 4
 
 
-@pytest.mark.parametrize("select", ["vbmf", "energy", "uniform"])
+@pytest.mark.parametrize("select", list(DEFAULT_KNOBS))
 def test_each_baseline_meets_a_params_budget(tiny_run, select):
-    run, _ = tiny_run
-    selector = BaselineSelector(run.folded, run.tasks, select, hybrid=True)
+    run, searched = tiny_run
+    selector = BaselineSelector(run.folded, run.tasks, select, hybrid=True, scorers=searched.scorers)
     limit = math.floor(0.25 * run.total("params"))
     choices = selector.choose("params", limit, 0)
     kept = sum(run.tasks[name].info.params for name in run.tasks if name not in choices)

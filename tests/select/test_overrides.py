@@ -1,7 +1,7 @@
 """Per-layer overrides: exact names beat 're:' patterns beat '_default'; bad keys and specs are errors."""
 import pytest
 
-from edgecompress.errors import InvalidRankError, UnsupportedLayerError
+from edgecompress.errors import ConfigError, InvalidRankError
 from edgecompress.select.overrides import LayerOverride, resolve_overrides
 
 NAMES = ["conv1", "conv2", "conv3", "fc1"]
@@ -21,9 +21,9 @@ def test_fixed_rank_and_dict_forms():
 
 
 @pytest.mark.parametrize("overrides, error", [
-    ({"convX": "skip"}, UnsupportedLayerError), ({"re:dense.*": "svd"}, UnsupportedLayerError),
-    ({"conv1": "magic"}, UnsupportedLayerError), ({"conv1": "tucker,cp:0.5"}, InvalidRankError),
-    ({"conv1": {"method": "svd"}}, UnsupportedLayerError),
+    ({"convX": "skip"}, ConfigError), ({"re:dense.*": "svd"}, ConfigError),
+    ({"conv1": "magic"}, ConfigError), ({"conv1": "tucker,cp:0.5"}, InvalidRankError),
+    ({"conv1": {"method": "svd"}}, ConfigError),
 ])
 def test_bad_overrides_are_errors(overrides, error):
     with pytest.raises(error):
