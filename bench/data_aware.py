@@ -1,13 +1,15 @@
-"""Data-aware vs plain decomposition, before any fine-tuning: top-1 drop on the test set per zoo model,
-selection and params budget.
+"""Data-aware vs plain decomposition, independent vs sequential capture, before any fine-tuning: top-1 drop on
+the test set per zoo model, selection and params budget.
 
-Per zoo model and decomposition (plain: fit each block to the layer's weights; data-aware: whiten the kernel's
-input channels by the calibration inputs' second moment, then refit the last factor and bias by least squares),
-one capture and similarity search serve every row: hybrid, each single method (the search restricted to it) and
+Four modes: plain/independent fits each block to the layer's weights; data-aware/independent whitens the
+kernel's input channels by the calibration inputs' second moment, then refits the last factor and bias by least
+squares on the captured patches; */sequential refits each final block on the inputs the already compressed
+layers before it produce (plain/sequential: refit only there, no whitening). Per model and decomposition one
+capture and similarity search serve every row: hybrid, each single method (the search restricted to it) and
 the VBMF / energy / uniform baselines, each at every params fraction of the layers it applies to. Each plan is
 built with its final factors and scored on the test set. No fine-tuning anywhere.
 
-Run (about 15 min on 2 cores):
+Run (about 30 min on 2 cores):
     python bench/data_aware.py [--models lenet5,vgg,resnet20,mobilenet,conv1d,conv3d]
         [--fractions 0.5,0.3,0.2,0.1] [--test 2000] [--out bench/results/data_aware]
 """
@@ -31,14 +33,15 @@ from edgecompress.errors import BudgetError  # noqa: E402
 from edgecompress.finetune import top1_pct  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("plain", "data-aware")
+MODES = ("plain/independent", "data-aware/independent", "plain/sequential", "data-aware/sequential")
 SELECTIONS = ("hybrid", *compress_table.METHODS, *compress_table.BASELINES)
 
 
 def mode_rows(name: str, mode: str, model, calibration, test, original: float, fractions) -> list[dict]:
     """Every (selection, fraction) row of one model under one decomposition."""
     started = time.perf_counter()
-    run = CompressionRun(model, *calibration, CompressConfig(decompose=mode), None)
+    decompose, capture = mode.split("/")
+    run = CompressionRun(model, *calibration, CompressConfig(decompose=decompose, capture=capture), None)
     selector = run.make_selector()
     print(f"{name} {mode}: capture and search {time.perf_counter() - started:.0f} s", flush=True)
     rows = []
@@ -59,7 +62,7 @@ def mode_rows(name: str, mode: str, model, calibration, test, original: float, f
 
 
 def paired(rows: list[dict]) -> list[dict]:
-    """One row per (model, selection, fraction) with the plain and the data-aware drop side by side."""
+    """One row per (model, selection, fraction) with the drop of every mode side by side."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
         key = (row["model"], row["selection"], row["fraction"])
@@ -74,30 +77,31 @@ def markdown(result: dict) -> str:
              f"images.", "",
              "Top-1 drop in points against the original on the test set (lower is better), at each params "
              "fraction of the layers the selection applies to.", "",
-             "| model | selection | params fraction | drop plain | drop data-aware | gain |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| model | selection | params fraction | " + " | ".join(MODES) + " |",
+             "|---|---|---:|" + "---:|" * len(MODES)]
     for row in result["paired"]:
-        plain, aware = row.get("plain"), row.get("data-aware")
-        gain = "-" if plain is None or aware is None else f"{plain - aware:+.2f}"
-        lines.append(f"| {row['model']} | {row['selection']} | {row['fraction']:g} | {_fmt(plain)} | "
-                     f"{_fmt(aware)} | {gain} |")
-    lines += ["", "## Summary", "", "| selection | rows | data-aware better | equal (±0.1) | worse | "
-              "mean gain (pt) |", "|---|---:|---:|---:|---:|---:|"]
-    for selection, stats in result["summary"].items():
-        lines.append(f"| {selection} | {stats['rows']} | {stats['better']} | {stats['equal']} | {stats['worse']} | "
-                     f"{stats['mean_gain']:+.2f} |")
+        lines.append(f"| {row['model']} | {row['selection']} | {row['fraction']:g} | "
+                     + " | ".join(_fmt(row.get(mode)) for mode in MODES) + " |")
+    lines += ["", f"## Summary: each mode against {MODES[0]}", "",
+              "| selection | mode | rows | better (>0.1 pt) | equal | worse | mean gain (pt) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for (selection, mode), stats in result["summary"].items():
+        lines.append(f"| {selection} | {mode} | {stats['rows']} | {stats['better']} | {stats['equal']} | "
+                     f"{stats['worse']} | {stats['mean_gain']:+.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def summary(rows: list[dict]) -> dict:
+    """{(selection, mode): counts of rows where the mode loses less / as much / more than the first mode}."""
     result = {}
     for selection in SELECTIONS:
-        gains = [r["plain"] - r["data-aware"] for r in rows if r["selection"] == selection
-                 and r.get("plain") is not None and r.get("data-aware") is not None]
-        if gains:
-            result[selection] = dict(rows=len(gains), better=sum(g > 0.1 for g in gains),
-                                     equal=sum(abs(g) <= 0.1 for g in gains), worse=sum(g < -0.1 for g in gains),
-                                     mean_gain=sum(gains) / len(gains))
+        for mode in MODES[1:]:
+            gains = [r[MODES[0]] - r[mode] for r in rows if r["selection"] == selection
+                     and r.get(MODES[0]) is not None and r.get(mode) is not None]
+            if gains:
+                result[(selection, mode)] = dict(rows=len(gains), better=sum(g > 0.1 for g in gains),
+                                                 equal=sum(abs(g) <= 0.1 for g in gains),
+                                                 worse=sum(g < -0.1 for g in gains), mean_gain=sum(gains) / len(gains))
     return result
 
 
@@ -123,9 +127,10 @@ def main() -> None:
     result = dict(command="python " + " ".join(sys.argv), date=datetime.date.today().isoformat(),
                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", test=args.test,
                   rows=rows, paired=pairs, summary=summary(pairs))
+    result_json = {**result, "summary": [{"selection": s, "mode": m, **v} for (s, m), v in result["summary"].items()]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(result_json, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 

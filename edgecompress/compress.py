@@ -32,6 +32,7 @@ from edgecompress.select.baselines import DEFAULT_KNOBS
 from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, capture, check_calibration
 from edgecompress.select.overrides import resolve_overrides
 from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
+from edgecompress.select.sequential import CAPTURES, prefix_patches
 from edgecompress.select.search import DEFAULT_LEVELS, Point
 from edgecompress.select.selectors import (DECOMPOSITIONS, BaselineSelector, Selector, SimilaritySelector, check_select,
                                           make_scorers)
@@ -50,6 +51,7 @@ class CompressConfig:
     budget: str | budgets.Budget | None = None  # e.g. "params=0.15"; None: `threshold` (ours) / `knob` (baselines)
     metric: str = DEFAULT_METRIC
     decompose: str = "data-aware"             # fit blocks to the layer's outputs on calibration data, or "plain"
+    capture: str = "sequential"               # refit each final block on the inputs the compressed prefix gives
     rule: str = "allocate"                    # "allocate" (greedy on the fronts) or "threshold" (one for all)
     loss: str = DEFAULT_LOSS                  # what the allocation minimises: "log" (sum -log s) or "linear"
     threshold: float = 0.95                   # per-layer similarity kept when there is no budget
@@ -121,6 +123,8 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
     get_metric(config.metric)
     if config.decompose not in DECOMPOSITIONS:
         raise ConfigError(f"unknown decomposition {config.decompose!r}; use {' or '.join(DECOMPOSITIONS)}")
+    if config.capture not in CAPTURES:
+        raise ConfigError(f"unknown capture {config.capture!r}; use {' or '.join(CAPTURES)}")
     if (config.latency_guard or (budget and budget.kind == "latency")) and config.cost_table is None:
         raise ConfigError("a latency budget or guard needs CompressConfig(cost_table=...) to time blocks on the "
                           "target; pass cost_table=edgecompress.bench.CostTable")
@@ -308,21 +312,30 @@ class CompressionRun:
     def build(self, selector: Selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
         decomposition reached, similarity)} (TT-SVD may reach a lower rank than asked)."""
-        substitutes, finals = {}, {}
-        choices = {name: point for name, point in choices.items() if point.method is not None}
-        for done, (name, point) in enumerate(choices.items(), start=1):
+        chosen = {name: choices[name] for name in self.tasks if name in choices and choices[name].method}
+        factors_of, finals = {}, {}
+        for done, (name, point) in enumerate(chosen.items(), start=1):  # graph order: sequential capture needs it
             scorer = selector.scorers[name]
-            if final:
-                factors, similarity = scorer.final(point.method, point.rank)
-                finals[name] = (tuple(factors.rank), similarity)
+            if not final:
+                factors_of[name] = scorer.cache.search(point.method, point.rank)
+                continue
+            if self.config.capture == "sequential" and factors_of:
+                prefix = rebuild(self.folded, self._blocks(factors_of))
+                inputs = prefix_patches(prefix, self.x, scorer.samples)
+                factors, similarity = scorer.refit_on(point.method, scorer.cache.final(point.method, point.rank),
+                                                      inputs)
             else:
-                factors = scorer.cache.search(point.method, point.rank)
-            substitutes[name] = get(point.method).build(self.tasks[name].info, factors)
-            if final and self.progress:
-                self.progress("decompose", done, len(choices))
+                factors, similarity = scorer.final(point.method, point.rank)
+            factors_of[name], finals[name] = factors, (tuple(factors.rank), similarity)
+            if self.progress:
+                self.progress("decompose", done, len(chosen))
         if final:
             self.stats["refits_kept"] = sum(getattr(s, "refits_kept", 0) for s in selector.scorers.values())
-        return rebuild(self.folded, substitutes), finals
+        return rebuild(self.folded, self._blocks(factors_of)), finals
+
+    def _blocks(self, factors_of: Mapping[str, Any]) -> dict[str, list]:
+        """Fresh Keras layers for each layer's factors (a model rebuilt for sequential capture gets its own)."""
+        return {name: get(factors.method).build(self.tasks[name].info, factors) for name, factors in factors_of.items()}
 
     def plan(self, selector: Selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
              compressed: keras.Model) -> Plan:
@@ -341,7 +354,7 @@ class CompressionRun:
         config = self.config
         data = self.budget.to_json() if self.budget else {"text": None, "kind": None, "value": None, "target": None}
         data.update(select=config.select, methods=self.methods, metric=config.metric, decompose=config.decompose,
-                    achieved=achieved_fractions(layers))
+                    capture=config.capture, achieved=achieved_fractions(layers))
         data["rule"] = config.rule if config.select == "similarity" else None
         data["loss"] = config.loss if config.select == "similarity" and config.rule == "allocate" else None
         if self.budget is None:

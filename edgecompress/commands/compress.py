@@ -43,6 +43,9 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--decompose", default="data-aware",
                        help="data-aware (default): fit each block to the layer's outputs on --data (whitened "
                             "decomposition, then a least-squares refit of its last factor); plain: to its weights")
+    group.add_argument("--capture", default="sequential",
+                       help="sequential (default): refit each final block on the inputs the already compressed "
+                            "layers before it produce; independent: on the original model's inputs")
     group.add_argument("--rule", default="allocate", choices=("allocate", "threshold"),
                        help="meet the budget by greedy allocation on the fronts or one similarity threshold")
     group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
@@ -85,7 +88,8 @@ def build_config(args):
                               batch_size=args.batch_size, seed=args.seed)
     budget = parse_budget(args.budget)
     return CompressConfig(methods=args.methods, select=args.select, budget=budget,
-                          metric=args.metric or DEFAULT_METRIC, decompose=args.decompose, rule=args.rule, threshold=args.threshold,
+                          metric=args.metric or DEFAULT_METRIC, decompose=args.decompose,
+                          capture=args.capture, rule=args.rule, threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
                           latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed)

@@ -75,11 +75,13 @@ def apply_activation(name: str, values: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.activations.get(name)(values))
 
 
-def refit_output_factor(method: str, info: LayerInfo, factors: Factors, samples: LayerSamples,
-                        kernel: np.ndarray, bias: np.ndarray | None) -> Factors | None:
-    """The factors with the block's last linear factor and bias refitted by ridge least squares, so that on the
-    captured patches the block's pre-activation output matches the original layer's (x W + b); None where the
-    method has no output factor or no numpy kernel. The bias absorbs the mean shift the earlier factors cause."""
+def refit_output_factor(method: str, info: LayerInfo, factors: Factors, inputs: np.ndarray,
+                        original_inputs: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> Factors | None:
+    """The factors with the block's last linear factor and bias refitted by ridge least squares: on `inputs`
+    (patches, N x patch_size) the block's pre-activation output matches the original layer's on
+    `original_inputs` (the same positions of the uncompressed model: x W + b). With independent capture both are
+    the captured patches; with sequential capture `inputs` come from the compressed layers before this one.
+    None where the method has no output factor or no numpy kernel. The bias absorbs the mean shift."""
     chosen = get(method)
     last = chosen.output_factor(factors)
     if last is None:
@@ -88,10 +90,10 @@ def refit_output_factor(method: str, info: LayerInfo, factors: Factors, samples:
     if head is None:
         return None
     head_matrix = dilate(head, info.dilation or ()).reshape(-1, last.shape[0])
-    targets = samples.patches @ dilate(kernel, info.dilation or ()).reshape(-1, info.out_channels)
+    targets = original_inputs @ dilate(kernel, info.dilation or ()).reshape(-1, info.out_channels)
     if bias is not None:
         targets = targets + bias
-    matrix, fitted_bias = ridge_refit(samples.patches @ head_matrix.astype(np.float32), targets,
+    matrix, fitted_bias = ridge_refit(inputs @ head_matrix.astype(np.float32), targets,
                                       fit_intercept=bias is not None)
     return chosen.with_output_factor(factors, matrix, fitted_bias if bias is not None else None)
 
@@ -125,16 +127,26 @@ class LayerScorer:
     def final(self, method: str, rank) -> tuple[Factors, float]:
         """The factors for the compressed model, and their similarity."""
         factors = self.cache.final(method, rank)
-        similarity = self.score_factors(method, factors)
         if self.refit:
-            refitted = refit_output_factor(method, self.info, factors, self.samples, self.kernel, self.bias)
-            refitted_similarity = self.score_factors(method, refitted) if refitted is not None else -np.inf
-            if refitted_similarity > similarity:  # a refit that scores lower is not kept
-                self.refits_kept += 1
-                return refitted, refitted_similarity
+            return self.refit_on(method, factors, self.samples.patches)
+        return factors, self.score_factors(method, factors)
+
+    def refit_on(self, method: str, factors: Factors, inputs: np.ndarray) -> tuple[Factors, float]:
+        """Refit the output factor on `inputs` (patches at the samples' positions) against the original outputs,
+        and keep the refit only where it scores higher there; returns the factors and their similarity on
+        `inputs`."""
+        similarity = self.score_factors(method, factors, inputs)
+        refitted = refit_output_factor(method, self.info, factors, inputs, self.samples.patches, self.kernel,
+                                       self.bias)
+        refitted_similarity = self.score_factors(method, refitted, inputs) if refitted is not None else -np.inf
+        if refitted_similarity > similarity:  # a refit that scores lower is not kept
+            self.refits_kept += 1
+            return refitted, refitted_similarity
         return factors, similarity
 
-    def score_factors(self, method: str, factors: Factors) -> float:
+    def score_factors(self, method: str, factors: Factors, inputs: np.ndarray | None = None) -> float:
+        """Similarity of the block's outputs on `inputs` (default: the captured patches) to the original's."""
         weights, bias = fast_kernel(method, self.patch_info, factors)
-        predicted = apply_activation(self.samples.activation, self.samples.patches @ weights + bias)
+        inputs = self.samples.patches if inputs is None else inputs
+        predicted = apply_activation(self.samples.activation, inputs @ weights + bias)
         return float(self.metric(self.samples.outputs, predicted))
