@@ -313,28 +313,44 @@ class CompressionRun:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
         decomposition reached, similarity)} (TT-SVD may reach a lower rank than asked)."""
         chosen = {name: choices[name] for name in self.tasks if name in choices and choices[name].method}
+        if not final:
+            factors_of = {name: selector.scorers[name].cache.search(p.method, p.rank) for name, p in chosen.items()}
+            return rebuild(self.folded, self._blocks(factors_of)), {}
+        sequential = self.config.capture == "sequential"
         factors_of, finals = {}, {}
-        for done, (name, point) in enumerate(chosen.items(), start=1):  # graph order: sequential capture needs it
+        for done, (name, point) in enumerate(chosen.items(), start=1):
             scorer = selector.scorers[name]
-            if not final:
-                factors_of[name] = scorer.cache.search(point.method, point.rank)
-                continue
-            if self.config.capture == "sequential" and factors_of:
-                prefix = rebuild(self.folded, self._blocks(factors_of))
-                inputs = prefix_patches(prefix, self.x, scorer.samples)
-                factors, similarity = scorer.refit_on(point.method, scorer.cache.final(point.method, point.rank),
-                                                      inputs)
+            if sequential:  # refitted below, on the compressed prefix
+                factors_of[name] = scorer.cache.final(point.method, point.rank)
             else:
-                factors, similarity = scorer.final(point.method, point.rank)
-            factors_of[name], finals[name] = factors, (tuple(factors.rank), similarity)
+                factors_of[name], similarity = scorer.final(point.method, point.rank)
+                finals[name] = (tuple(factors_of[name].rank), similarity)
             if self.progress:
                 self.progress("decompose", done, len(chosen))
-        if final:
-            self.stats["refits_kept"] = sum(getattr(s, "refits_kept", 0) for s in selector.scorers.values())
-        return rebuild(self.folded, self._blocks(factors_of)), finals
+        blocks = self._blocks(factors_of)
+        compressed = rebuild(self.folded, blocks)
+        if sequential:
+            finals = self._refit_on_prefixes(selector, chosen, factors_of, blocks, compressed)
+        self.stats["refits_kept"] = sum(getattr(s, "refits_kept", 0) for s in selector.scorers.values())
+        return compressed, finals
+
+    def _refit_on_prefixes(self, selector: Selector, chosen: Mapping[str, Point], factors_of: Mapping[str, Any],
+                           blocks: Mapping[str, list], compressed: keras.Model) -> dict[str, tuple]:
+        """Sequential capture, in graph order: each block's output factor is refitted on the inputs the already
+        refitted blocks before it produce, and written into its layers in place, so the next one sees it."""
+        finals = {}
+        for done, (name, point) in enumerate(chosen.items(), start=1):
+            scorer = selector.scorers[name]
+            inputs = prefix_patches(compressed, blocks[name][0].name, self.x, scorer.samples)
+            factors, similarity = scorer.refit_on(point.method, factors_of[name], inputs)
+            for layer, refitted in zip(blocks[name], get(point.method).build(self.tasks[name].info, factors)):
+                layer.set_weights(refitted.get_weights())
+            finals[name] = (tuple(factors.rank), similarity)
+            if self.progress:
+                self.progress("refit on the compressed prefix", done, len(chosen))
+        return finals
 
     def _blocks(self, factors_of: Mapping[str, Any]) -> dict[str, list]:
-        """Fresh Keras layers for each layer's factors (a model rebuilt for sequential capture gets its own)."""
         return {name: get(factors.method).build(self.tasks[name].info, factors) for name, factors in factors_of.items()}
 
     def plan(self, selector: Selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],

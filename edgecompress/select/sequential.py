@@ -17,11 +17,12 @@ from edgecompress.select.capture import MAX_BATCH, LayerSamples, gather_patches
 CAPTURES = ("sequential", "independent")
 
 
-def prefix_patches(model: keras.Model, x: np.ndarray, samples: LayerSamples,
+def prefix_patches(model: keras.Model, layer_name: str, x: np.ndarray, samples: LayerSamples,
                    batch_size: int = MAX_BATCH) -> np.ndarray:
-    """(samples, patch_size) float32: the patches of layer `samples.name`'s input in `model` at the positions
-    where capture sampled it, computed over only the calibration images that hold a sample."""
-    tap = keras.Model(model.inputs, model.get_layer(samples.name).input)
+    """(samples, patch_size) float32: the patches of layer `layer_name`'s input in `model` (the layer, or the
+    first layer of the block that replaced it) at the positions where capture sampled the original layer, computed
+    over only the calibration images that hold a sample."""
+    tap = keras.Model(model.inputs, model.get_layer(layer_name).input)
     images = samples.where[:, 0]
     patches = np.empty_like(samples.patches)
     wanted = np.unique(images)

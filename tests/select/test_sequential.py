@@ -34,7 +34,7 @@ def test_prefix_patches_are_the_compressed_prefix_inputs_at_the_sampled_position
         span, strides = layer_samples.geometry.span, layer_samples.geometry.strides
         expected = np.stack([padded[i, r * strides[0]:r * strides[0] + span[0], c * strides[1]:c * strides[1] + span[1]]
                              .reshape(-1) for i, r, c in layer_samples.where])
-        got = prefix_patches(prefix, x, layer_samples, batch_size=2)  # batches that split the images
+        got = prefix_patches(prefix, name, x, layer_samples, batch_size=2)  # batches that split the images
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)  # float32 convs
         assert not np.allclose(got, layer_samples.patches, atol=1e-3), "the prefix changed this layer's inputs"
 

@@ -21,7 +21,8 @@ from edgecompress.zoo.applications import APPLICATIONS, build_application
 SIZE = 32
 BY_DEFAULT = {"efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small"}
 TOLERANCE = 1e-4
-FAST = dict(methods="tucker,svd", samples_per_layer=64, memory_cap_bytes=64 << 20)
+# Sequential capture is tested in tests/select/test_sequential.py; here it would only add a refit pass per layer.
+FAST = dict(methods="tucker,svd", samples_per_layer=64, memory_cap_bytes=64 << 20, capture="independent")
 
 
 def _cases() -> list:
