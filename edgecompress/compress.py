@@ -32,10 +32,16 @@ from edgecompress.select.baselines import DEFAULT_KNOBS
 from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, capture, check_calibration
 from edgecompress.select.overrides import resolve_overrides
 from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
-from edgecompress.select.sequential import CAPTURES, prefix_patches
 from edgecompress.select.search import DEFAULT_LEVELS, Point
-from edgecompress.select.selectors import (DECOMPOSITIONS, BaselineSelector, Selector, SimilaritySelector, check_select,
-                                          make_scorers)
+from edgecompress.select.selectors import (
+    DECOMPOSITIONS,
+    BaselineSelector,
+    Selector,
+    SimilaritySelector,
+    check_select,
+    make_scorers,
+)
+from edgecompress.select.sequential import CAPTURES, prefix_patches
 from edgecompress.select.similarity import DEFAULT_METRIC, get_metric
 from edgecompress.select.tasks import LayerTask, make_tasks
 
@@ -331,7 +337,7 @@ class CompressionRun:
         compressed = rebuild(self.folded, blocks)
         if sequential:
             finals = self._refit_on_prefixes(selector, chosen, factors_of, blocks, compressed)
-        self.stats["refits_kept"] = sum(getattr(s, "refits_kept", 0) for s in selector.scorers.values())
+        self.stats["refits_kept"] = sum(s.refits_kept for s in selector.scorers.values())
         return compressed, finals
 
     def _refit_on_prefixes(self, selector: Selector, chosen: Mapping[str, Point], factors_of: Mapping[str, Any],

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from edgecompress.errors import DataError
+from edgecompress.factorize.datafit import input_stats
 from edgecompress.graph.layers import LayerInfo
 from edgecompress.progress import Progress
 
@@ -152,13 +153,7 @@ class LayerSamples:
         taps = self.patches.reshape((len(self.patches),) + geometry.patch_shape)
         if dilation and any(d > 1 for d in dilation):
             taps = taps[(slice(None),) + tuple(slice(None, None, d) for d in dilation)]
-        vectors = taps.reshape(-1, geometry.in_channels)
-        moment = np.zeros((geometry.in_channels, geometry.in_channels))
-        rows = max(1, (1 << 22) // geometry.in_channels)
-        for start in range(0, len(vectors), rows):
-            block = vectors[start:start + rows].astype(np.float64)
-            moment += block.T @ block
-        return moment / max(len(vectors), 1)
+        return input_stats(taps.reshape(-1, geometry.in_channels), (geometry.in_channels,)).second_moment
 
 
 @dataclass

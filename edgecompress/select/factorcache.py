@@ -34,14 +34,12 @@ class FactorCache:
         self.kernel = np.asarray(kernel, dtype=np.float64)
         self.bias = bias
         self._states: dict[str, dict] = defaultdict(lambda: {"search_iterations": search_iterations})
-        self._whitened: tuple[np.ndarray, np.ndarray] | None = None
-        if channel_moment is not None:
-            forward, back = input_transform(channel_moment, WHITENING_RELATIVE_EPS)
-            self._whitened = (whiten_kernel(self.kernel, forward), back)
+        self._channel_moment = channel_moment
+        self._whitened: tuple[np.ndarray, np.ndarray] | None = None  # made on first use by a whitening method
 
     @property
     def data_aware(self) -> bool:
-        return self._whitened is not None
+        return self._channel_moment is not None
 
     def search(self, method: str, rank) -> Factors:
         chosen = get(method)
@@ -57,6 +55,9 @@ class FactorCache:
 
     def _kernel_for(self, method) -> tuple[np.ndarray, np.ndarray | None]:
         """The kernel the method decomposes, and the map to fold into its first factor afterwards (or None)."""
-        if self._whitened is not None and method.whitens_inputs:
-            return self._whitened
-        return self.kernel, None
+        if self._channel_moment is None or not method.whitens_inputs:
+            return self.kernel, None
+        if self._whitened is None:
+            forward, back = input_transform(self._channel_moment, WHITENING_RELATIVE_EPS)
+            self._whitened = (whiten_kernel(self.kernel, forward), back)
+        return self._whitened
