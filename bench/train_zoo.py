@@ -26,7 +26,7 @@ SHIP_LIMIT_BYTES = 2 * 1024 * 1024
 SHIP_MIN_TOP1 = 80.0  # a model below this on Fashion-MNIST is broken (e.g. BatchNorm statistics), not "small"
 # Epochs of the shipped weights (bench/results/train_zoo.md), each a few minutes on 2 CPU cores; resnet20 and
 # mobilenet were trained on the first 10k / 20k images (--train-limit) to fit that budget. Override with --epochs.
-DEFAULT_EPOCHS = {"lenet5": 8, "vgg": 6, "resnet20": 3, "mobilenet": 5, "conv1d": 6, "conv3d": 4}
+DEFAULT_EPOCHS = {"lenet5": 8, "vgg": 6, "edgecnn": 6, "resnet20": 3, "mobilenet": 5, "conv1d": 6, "conv3d": 4}
 FULL_TRAIN_SAMPLES = 60000
 COLUMNS = ("model", "params", "epochs", "train_samples", "train_s", "test_top1", "source", "size_bytes")
 

@@ -69,9 +69,11 @@ class CompressConfig:
     search_iterations: int = SEARCH_ITERATIONS
     finetune: FinetuneConfig | None = None
     latency_guard: str | None = None           # a target, e.g. "host": offer only blocks timed no slower there
-    # target name -> its latency cost table (e.g. edgecompress.bench.CostTable); needed by latency budgets and
-    # the latency guard. The CLI and the demo pass edgecompress.bench.CostTable.
+    # target name -> its latency cost table (e.g. edgecompress.bench.CostTable: .target.name, .runtime,
+    # .latency_many(blocks), .channel_multiple()); needed by latency budgets and the latency guard. The CLI and
+    # the demo pass edgecompress.bench.CostTable and guard on "host" by default.
     cost_table: Callable[[str], Any] | None = None
+    align_ranks: bool = True                   # with a cost table: offer ranks on the target's channel tile
     calibration_name: str = "calibration data"
     seed: int = 0
 
@@ -224,12 +226,17 @@ class CompressionRun:
         return selector
 
     def _latency_table(self):
-        """The cost table on the budget's or the guard's target; an unknown or emulated target fails here."""
+        """The cost table on the budget's or the guard's target, its runtime asked for now: an unknown,
+        emulated or unreachable target fails here, before the capture."""
         if self.budget_kind == "latency":
-            return self.config.cost_table(self.budget.target)
-        if self.config.latency_guard and self.config.select == "similarity":
-            return self.config.cost_table(self.config.latency_guard)
-        return None
+            target = self.budget.target
+        elif self.config.latency_guard and self.config.select == "similarity":
+            target = self.config.latency_guard
+        else:
+            return None
+        table = self.config.cost_table(target)
+        self.stats["latency_runtime"] = table.runtime
+        return table
 
     def _capture(self):
         scored = [task.info for task in self.tasks.values() if task.reason is None]
@@ -249,13 +256,21 @@ class CompressionRun:
 
     def _similarity_selector(self, samples, table) -> SimilaritySelector:
         config = self.config
+        rank_multiple = self._rank_multiple(table)
         selector = SimilaritySelector(self.tasks, self._scorers(samples), config.levels, config.rule, self.progress,
-                                      config.loss)
+                                      config.loss, rank_multiple)
         if self.budget_kind == "latency":
             self._measure_latency(selector, table)
         elif table is not None:
             self._guard_latency(selector, table)
         return selector
+
+    def _rank_multiple(self, table) -> int:
+        """The channel multiple the target's kernels prefer (measured once per target and precision), or 1."""
+        if table is None or not self.config.align_ranks:
+            return 1
+        self.stats["rank_multiple"] = table.channel_multiple()
+        return self.stats["rank_multiple"]
 
     def _baseline_selector(self, samples) -> BaselineSelector:
         config = self.config
@@ -299,7 +314,19 @@ class CompressionRun:
             if task.fixed:
                 cost = get(task.fixed[0]).cost(task.info, task.fixed[1])
                 chosen[name] = Point(task.fixed[0], task.fixed[1], cost.params, cost.flops, math.nan)
-        return {name: point for name, point in chosen.items() if point.method is not None}
+        chosen = {name: point for name, point in chosen.items() if point.method is not None}
+        if "latency_guard" in self.stats:
+            self._record_guarded_latency(selector, chosen)
+        return chosen
+
+    def _record_guarded_latency(self, selector: Selector, chosen: Mapping[str, Point]) -> None:
+        """The guarded layers' summed latency on the guard's target (cost table), before and as chosen."""
+        before_ms = after_ms = 0.0
+        for name, front in selector.fronts.items():
+            before_ms += front.original_latency_ms
+            point = chosen.get(name)
+            after_ms += point.latency_ms if point and not math.isnan(point.latency_ms) else front.original_latency_ms
+        self.stats.update(latency_guard_before_ms=before_ms, latency_guard_after_ms=after_ms)
 
     def default_knob(self) -> float:
         """Without a budget: the similarity threshold (ours) or the baseline's knob."""
@@ -383,8 +410,11 @@ class CompressionRun:
             data["threshold" if config.select == "similarity" else "knob"] = self.default_knob()
         if "latency_after_ms" in self.stats:
             data["achieved"]["latency"] = round(self.stats["latency_after_ms"] / self.stats["latency_before_ms"], 6)
+        for key in ("latency_guard", "latency_runtime", "rank_multiple"):
+            if key in self.stats:
+                data[key] = self.stats[key]
         for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
-                    "latency_after_ms"):
+                    "latency_after_ms", "latency_guard_before_ms", "latency_guard_after_ms"):
             if key in self.stats:
                 data[key] = round(float(self.stats[key]), 6)
         if "accuracy_judged" in self.stats:

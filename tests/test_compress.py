@@ -106,8 +106,13 @@ def test_interrupt_leaves_no_partial_files(files, tmp_path, signum):
 class _FlopsTable:
     """Stands in for bench.costtable.CostTable: 'latency' = block FLOPs / 1e6 + 0.01 ms, no device needed."""
 
+    runtime = "FLOPs model"
+
     def __init__(self, target):
         self.target = target
+
+    def channel_multiple(self) -> int:
+        return 1
 
     def latency_many(self, requests):
         from edgecompress.graph.accounting import chain_cost

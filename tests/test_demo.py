@@ -32,3 +32,23 @@ def test_quick_demo_writes_every_file(tmp_path):
     assert model(x).shape == (4, 10)
     assert report["params"]["candidate_after"] < report["params"]["candidate_before"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directory left behind"
+
+
+def test_an_unreachable_default_latency_budget_falls_back_to_the_cheapest_reachable():
+    from edgecompress.demo import reachable_latency_budget
+    from edgecompress.select.budgets import parse_budget, unreachable
+
+    error = unreachable(parse_budget("latency=0.35@host"), 0.5, 1.0, "cp,tucker")
+    assert error.reachable_fraction == 0.5
+    assert reachable_latency_budget("latency=0.35@host", error) == "latency=0.510@host"
+    assert reachable_latency_budget("params=0.2", error) is None
+    assert reachable_latency_budget("latency=0.35@host", ValueError("other")) is None
+
+
+def test_cli_defaults_are_the_demo_configs():
+    from edgecompress.commands.demo import DEMO_BUDGET, DEMO_EPOCHS
+    from edgecompress.demo import DEFAULT_MODEL, DemoConfig
+
+    config = DemoConfig()
+    assert (config.budget, config.epochs, config.model, config.latency_guard) == (DEMO_BUDGET, DEMO_EPOCHS,
+                                                                                 DEFAULT_MODEL, "host")

@@ -1,5 +1,6 @@
-"""Latency cost tables for the DSE's `latency=` budget: the measured p50 latency of a candidate block on a target,
-cached per (target, runtime and version, threads, block shape) in a JSON file so each shape is timed once.
+"""Latency cost tables for the DSE's `latency=` budget and the latency guard: the measured p50 latency of a candidate
+block on a target (less the runner's fixed cost per invoke), cached per (target, runtime and version, threads,
+precision, block shape) in a JSON file so each shape is timed once; and the runtime's preferred channel multiple.
 
     table = CostTable("rpi4")
     latency_ms = table.latency_ms([Conv2D(16, 1), Conv2D(16, 3, padding="same"), Conv2D(64, 1)], (32, 32, 64))
@@ -8,8 +9,10 @@ cached per (target, runtime and version, threads, block shape) in a JSON file so
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +26,12 @@ CACHE_VERSION = 1
 DEFAULT_CACHE = Path("~/.cache/edgecompress/latency_cache.json")
 COST_SETTINGS = BenchSettings(threads=1, min_runs=20, min_secs=0.2, max_secs=10.0, warmup_runs=2, warmup_secs=0.05,
                               segments=1, compare=False)
+# The channel-tile probe: a 3x3 conv on a 16x16x64 map at output widths 4k and 4k+1 (k = 1..12). A runtime whose
+# kernels work on tiles of m output channels takes a step up in time just past multiples of m.
+TILE_PROBE_CHANNELS = tuple(c for k in range(1, 13) for c in (4 * k, 4 * k + 1))
+TILE_PROBE_INPUT_SHAPE = (16, 16, 64)
+TILE_STEP = 1.08  # the smallest time ratio t(m+1)/t(m) read as a step (timing noise stays below ~3%)
+MIN_LATENCY_MS = 1e-4  # a block timed at or below the invoke overhead still costs something
 IGNORED_CONFIG_SUFFIXES = ("_initializer", "_regularizer", "_constraint")  # weights' origin, not their cost
 Block = Any  # a list of Keras layers, a keras.Model, or the path of a .tflite file
 
@@ -67,7 +76,21 @@ class CostTable:
         return self.latency_many([(block, input_shape)])[0]
 
     def latency_many(self, blocks: Sequence[tuple[Block, Sequence[int] | None]]) -> list[float]:
-        """Latencies of several blocks; the uncached ones are timed together in one runner call."""
+        """Latencies of several blocks, each less the runner's own cost around one invoke on its input shape
+        (`overhead_ms`): every block is timed as a model of its own, with its input copied in and its output
+        copied out; summing that once per layer would price a model of many small layers as if factorizing them
+        could barely pay. The uncached blocks are timed in one runner call."""
+        shapes = [tuple(shape) if shape is not None else (1,) for _, shape in blocks]
+        timed = self.timed_ms(list(blocks) + [_overhead_probe(shape) for shape in dict.fromkeys(shapes)])
+        overhead_ms = dict(zip(dict.fromkeys(shapes), timed[len(blocks):]))
+        return [max(latency_ms - overhead_ms[shape], MIN_LATENCY_MS) for latency_ms, shape in zip(timed, shapes)]
+
+    def overhead_ms(self, input_shape: Sequence[int] = (1,)) -> float:
+        """p50 of a model of one RELU on `input_shape`: what a block on that input pays besides its own ops."""
+        return self.timed_ms([_overhead_probe(tuple(input_shape))])[0]
+
+    def timed_ms(self, blocks: Sequence[tuple[Block, Sequence[int] | None]]) -> list[float]:
+        """The p50s as measured, each block a model of its own, from the cache or timed now."""
         keys = [self.key(block, shape) for block, shape in blocks]
         cache = load_cache(self.cache_path)
         missing = {key: item for key, item in zip(keys, blocks) if key not in cache}
@@ -75,6 +98,14 @@ class CostTable:
             cache = {**load_cache(self.cache_path), **self._measure(missing)}
             save_cache(self.cache_path, cache)
         return [cache[key]["latency_ms"] for key in keys]
+
+    def channel_multiple(self) -> int:
+        """The output-channel multiple the target's kernels prefer at this precision (1: none found), from
+        the probe convs' latencies; measured once, then read from the cache."""
+        import keras
+
+        blocks = [([keras.layers.Conv2D(c, 3, padding="same")], TILE_PROBE_INPUT_SHAPE) for c in TILE_PROBE_CHANNELS]
+        return channel_tile(dict(zip(TILE_PROBE_CHANNELS, self.timed_ms(blocks))))
 
     def _measure(self, blocks: dict[str, tuple[Block, Sequence[int] | None]]) -> dict[str, dict]:
         from edgecompress.bench.api import run
@@ -88,6 +119,21 @@ class CostTable:
                       "runs": model["runs"], "target": self.target.name, "runtime": self.runtime,
                       "emulated": self.target.emulated, "measured_utc": now}
                 for key, model in zip(blocks, result.models)}
+
+
+def _overhead_probe(input_shape: tuple) -> tuple[list, tuple]:
+    import keras
+
+    return [keras.layers.ReLU()], input_shape
+
+
+def channel_tile(latency_ms_by_channels: dict[int, float]) -> int:
+    """The greatest common divisor of the channel counts c after which time steps up (t(c+1) >= TILE_STEP *
+    t(c)), or 1 when there is no step. XNNPACK fp32 on an AVX-512 host steps at 16 and 32 (not at 48: its
+    32-wide kernel), so 16."""
+    times = latency_ms_by_channels
+    steps = [c for c in sorted(times) if c + 1 in times and times[c + 1] >= TILE_STEP * times[c]]
+    return functools.reduce(math.gcd, steps) if steps else 1
 
 
 def block_key(block: Block, input_shape: Sequence[int] | None) -> str:
@@ -120,7 +166,7 @@ def block_file(block: Block, input_shape: Sequence[int] | None, path: Path, prec
     for layer in _layers_of(block):
         outputs = type(layer).from_config(layer.get_config())(outputs)  # fresh copies: the caller's stay unbuilt
     calibration = np.random.default_rng(0).standard_normal((16, *input_shape)).astype(np.float32)
-    lowered, _ = lower(keras.Model(inputs, outputs), "tflite")
+    lowered, _ = lower(keras.Model(inputs, outputs), "tflite", calibration if precision == "int8" else None)
     path.write_bytes(convert(lowered, "tflite", precision, calibration if precision == "int8" else None))
     return path
 

@@ -11,6 +11,7 @@ from edgecompress.progress import progress_reporter
 BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) | accuracy-drop=D (top-1 points " \
               "on the labelled --data, judged after a brief fine-tune when --finetune-data has labels) " \
               "| latency=F@TARGET"
+DEFAULT_LATENCY_GUARD = "host"
 
 
 def register(subparsers) -> None:
@@ -51,15 +52,24 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
     group.add_argument("--layer", action="append", default=[], metavar="NAME=SPEC",
                        help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
-    group.add_argument("--latency-guard", metavar="TARGET",
-                       help="time each candidate block and its layer on TARGET (e.g. host) and offer only blocks "
-                            "that are faster there (similarity selection)")
+    add_latency_guard_arguments(group)
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
     group.add_argument("--learning-rate", default="auto",
                        help="fine-tuning peak learning rate, or 'auto' (default): probe 1e-3, 5e-4, 2e-4, 1e-4 on "
                             "short runs and keep the one with the lowest validation loss")
     group.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     group.add_argument("--seed", type=int, default=0)
+
+
+def add_latency_guard_arguments(group) -> None:
+    """--latency-guard TARGET (default host) and --no-latency-guard, shared by compress and demo."""
+    group.add_argument("--target", "--latency-guard", dest="latency_guard", metavar="TARGET",
+                       default=DEFAULT_LATENCY_GUARD,
+                       help="price blocks in measured latency on TARGET (a name from `edgecompress target list`): "
+                            "time each candidate block and its layer there, offer only blocks no slower, on ranks "
+                            "aligned to the runtime's channel tile (default: %(default)s; similarity selection)")
+    group.add_argument("--no-latency-guard", dest="latency_guard", action="store_const", const=None,
+                       help="offer every block, timed or not (FLOPs and params only, as before the guard)")
 
 
 def _overrides(specs: list[str]) -> dict[str, str]:
@@ -153,7 +163,22 @@ def _summary(compressed, out_dir: Path) -> str:
     return (f"{out_dir}: {replaced}/{len(plan.layers)} layers factorized; conv params cut {100 * plan.cut('conv'):.1f}%, "
             f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "
             f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s"
-            + (f", fine-tuning {stats['finetune_s']:.1f}s" if "finetune_s" in stats else ""))
+            + (f", fine-tuning {stats['finetune_s']:.1f}s" if "finetune_s" in stats else "") + _latency_line(plan))
+
+
+def _latency_line(plan) -> str:
+    """Asked vs measured on the target's cost table (the searched layers, each block timed alone)."""
+    budget = plan.budget
+    if budget.get("kind") == "latency":
+        before, after = budget["latency_before_ms"], budget["latency_after_ms"]
+        return (f"\nlatency on {budget['target']} ({budget.get('latency_runtime')}, layers timed alone): asked "
+                f"<= {budget['value']:g}, measured {after / before:.2f} ({before:.3f} -> {after:.3f} ms)")
+    if "latency_guard_before_ms" in budget:
+        before, after = budget["latency_guard_before_ms"], budget["latency_guard_after_ms"]
+        return (f"\nguarded on {budget['latency_guard']} ({budget.get('latency_runtime')}, layers timed alone, "
+                f"ranks on multiples of {budget.get('rank_multiple', 1)}): {before:.3f} -> {after:.3f} ms "
+                f"({before / after if after else 1:.2f}x)")
+    return ""
 
 
 def run(args) -> int:

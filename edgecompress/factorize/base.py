@@ -58,6 +58,9 @@ class Method(ABC):
     spatial_kernels_only: bool = False
     # Matrix methods factor a (Cin, Cout) matrix: Dense layers and 1x1 convs only.
     pointwise_only: bool = False
+    # Each rank entry is the channel count of a feature map inside the block, so a runtime's channel tile applies
+    # to it (ranks(layer, multiple)); False where ranks are internal, e.g. TT-matrix cores reshaped between ops.
+    ranks_are_channels: bool = True
 
     # --- hooks ---------------------------------------------------------------------------------
     @abstractmethod
@@ -174,14 +177,24 @@ class Method(ABC):
         return (f"{self.name} at rank {self.resolve(layer, rank)} costs {block.params} params / "
                 f"{block.flops} FLOPs, not below the layer's {layer.params} / {layer.flops}")
 
-    def ranks(self, layer: LayerInfo) -> list[tuple[int, ...]]:
-        """Candidate ranks whose block is cheaper than the layer, cheapest first."""
+    def ranks(self, layer: LayerInfo, multiple: int = 1) -> list[tuple[int, ...]]:
+        """Candidate ranks whose block is cheaper than the layer, cheapest first. With `multiple` > 1 (the
+        runtime's channel tile), entries of at least one tile are rounded down to a whole number of tiles:
+        a channel past a multiple costs a whole tile of time, one below saves none."""
         seen: dict[tuple[int, ...], Cost] = {}
         for fraction in RANK_FRACTIONS:
             rank = self.resolve(layer, float(fraction))
+            if multiple > 1 and self.ranks_are_channels:
+                aligned = align_rank(rank, multiple)
+                rank = aligned if self.rank_problem(layer, aligned) is None else rank
             if rank not in seen and self.rank_problem(layer, rank) is None:
                 seen[rank] = self.cost(layer, rank)
         return sorted(seen, key=lambda r: (seen[r].params, seen[r].flops))
+
+
+def align_rank(rank: Sequence[int], multiple: int) -> tuple[int, ...]:
+    """Each entry of at least `multiple` rounded down to a multiple of it; smaller entries as they are."""
+    return tuple(r - r % multiple if r >= multiple else r for r in rank)
 
 
 _REGISTRY: dict[str, Method] = {}

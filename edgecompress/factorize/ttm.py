@@ -49,6 +49,7 @@ def full_ranks(in_modes, out_modes) -> tuple[int, ...]:
 class TTMatrix(Method):
     kinds = matrix.MATRIX_KINDS
     pointwise_only = True
+    ranks_are_channels = False  # TT ranks sit inside reshaped cores, not on a feature map's channel axis
 
     def modes(self, layer):
         return tt_modes(layer.in_channels, layer.out_channels)

@@ -36,11 +36,19 @@ class Artifact:
     audit: dict = field(repr=False, default_factory=dict)
 
 
-def lower(model: keras.Model, to: str = "tflite") -> tuple[keras.Model, list[dict]]:
-    """The Keras model each converter reads, after that format's passes, and one record per pass."""
+def lower(model: keras.Model, to: str = "tflite",
+          int8_calibration: np.ndarray | None = None) -> tuple[keras.Model, list[dict]]:
+    """The Keras model each converter reads, after that format's passes, and one record per pass. Given
+    int8 calibration inputs, the factorized blocks' channels are also equalized for per-tensor int8 scales."""
     from edgecompress.lower.pipeline import PASSES
 
-    return run_passes(model, PASSES[to])
+    lowered, records = run_passes(model, PASSES[to])
+    if int8_calibration is None:
+        return lowered, records
+    from edgecompress.lower.equalize import equalize_pass
+
+    result = equalize_pass(lowered, int8_calibration)
+    return result.model, records + [result.record("equalize_pass")]
 
 
 def convert(lowered: keras.Model, to: str, precision: str, calibration: np.ndarray | None) -> bytes:
@@ -72,7 +80,7 @@ def export(model, path, to: str | None = None, precision: str = "fp32", data=Non
     model = models.load(model) if isinstance(model, (str, os.PathLike)) else normalize(model)
     x, y = load_data(data, model)
     with one_step(progress, "lower"):
-        lowered, records = lower(model, to)
+        lowered, records = lower(model, to, x if precision == "int8" else None)
     with one_step(progress, f"convert to {to} {precision}"):
         content = convert(lowered, to, precision, x)
     with one_step(progress, "audit on the runtime"):

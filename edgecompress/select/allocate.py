@@ -117,8 +117,9 @@ def _best_upgrade(front: LayerFront, current: Point, kind: str, slack: int) -> P
 def _larger_rank(front: LayerFront, current: Point, kind: str, budget: int) -> Point | None:
     """The largest listed rank of the method that fits, then one mode at a time (+1, cheapest step first)
     while a step still fits: fine steps are what bring a total within a hair of the limit. Analytic costs
-    only: latencies are known for measured points alone."""
-    if kind == "latency":
+    only: latencies are known for measured points alone, so a timed front (latency budget or guard) takes no
+    unmeasured rank: it might be slower than the layer, or off the runtime's channel tile."""
+    if kind == "latency" or not math.isnan(front.original_latency_ms):
         return None
     method = get(current.method)
     larger = [r for r in front.ranks.get(current.method, [])

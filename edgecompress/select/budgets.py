@@ -70,5 +70,7 @@ def cost_limit(budget: Budget, original_total: int) -> int:
 def unreachable(budget: Budget, best_total: float, original_total: float, methods: str) -> BudgetError:
     best = best_total / (original_total or 1)
     suggestion = f"{budget.kind}>={best:.4f}" + (f"@{budget.target}" if budget.target else "")
-    return BudgetError(f"budget {budget.text!r} cannot be met: the cheapest plan with methods {methods} keeps "
-                       f"{best:.4f} of the candidate layers' {budget.kind}; use {suggestion} or allow more methods")
+    error = BudgetError(f"budget {budget.text!r} cannot be met: the cheapest plan with methods {methods} keeps "
+                        f"{best:.4f} of the candidate layers' {budget.kind}; use {suggestion} or allow more methods")
+    error.reachable_fraction = best  # for callers that would rather take the cheapest plan (the demo)
+    return error

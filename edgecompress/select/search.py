@@ -117,13 +117,15 @@ def _cost(method, info: LayerInfo, rank) -> tuple[int, int]:
     return cost.params, cost.flops
 
 
-def offered_ranks(info: LayerInfo, methods: Sequence[str]) -> tuple[dict[str, list], dict[str, str]]:
-    """Candidate ranks per applicable method, and the reason for each method left out."""
+def offered_ranks(info: LayerInfo, methods: Sequence[str],
+                  rank_multiple: int = 1) -> tuple[dict[str, list], dict[str, str]]:
+    """Candidate ranks per applicable method (aligned to the runtime's channel tile `rank_multiple`), and the
+    reason for each method left out."""
     ranks, reasons = {}, {}
     for name in methods:
         method = get(name)
         reason = method.why_not(info)
-        cheaper = [] if reason else method.ranks(info)
+        cheaper = [] if reason else method.ranks(info, rank_multiple)
         candidates = [rank for rank in cheaper if method.search_work(info, rank) <= MAX_SEARCH_WORK_MACS]
         if cheaper and not candidates:
             reason = (f"{name} at its lowest rank {cheaper[0]} needs over {MAX_SEARCH_WORK_MACS:.0e} "
@@ -136,12 +138,13 @@ def offered_ranks(info: LayerInfo, methods: Sequence[str]) -> tuple[dict[str, li
 
 
 def search(scorers: Mapping[str, LayerScorer], methods: Mapping[str, Sequence[str]],
-           levels: Sequence[float] = DEFAULT_LEVELS, progress: Progress | None = None) -> dict[str, LayerFront]:
+           levels: Sequence[float] = DEFAULT_LEVELS, progress: Progress | None = None,
+           rank_multiple: int = 1) -> dict[str, LayerFront]:
     """Fronts for every layer in `methods` ({layer name: method names}), scored by its scorer."""
     fronts = {}
     for done, (name, names) in enumerate(methods.items(), start=1):
         scorer = scorers[name]
-        ranks, reasons = offered_ranks(scorer.info, names)
+        ranks, reasons = offered_ranks(scorer.info, names, rank_multiple)
         points = [point for method, candidates in ranks.items()
                   for point in search_method(scorer, method, candidates, levels)]
         fronts[name] = LayerFront(scorer.info, points, reasons, ranks)

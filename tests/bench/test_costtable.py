@@ -62,6 +62,16 @@ def test_int8_blocks_are_keyed_apart(tmp_path):
     cache = tmp_path / "latency.json"
     fp32_ms = block_latency_ms("host", tucker_like_block(), (16, 16, 16), cache_path=cache)
     int8_ms = block_latency_ms("host", tucker_like_block(), (16, 16, 16), cache_path=cache, precision="int8")
-    keys = sorted(json.loads(cache.read_text())["entries"])
-    assert len(keys) == 2 and sum("|fp32|" in k for k in keys) == 1 and sum("|int8|" in k for k in keys) == 1
+    keys = sorted(json.loads(cache.read_text())["entries"])  # each precision: the block and its overhead probe
+    assert len(keys) == 4 and sum("|fp32|" in k for k in keys) == 2 and sum("|int8|" in k for k in keys) == 2
     assert fp32_ms > 0 and int8_ms > 0
+
+
+def test_latency_is_the_timed_p50_less_the_invoke_overhead(tmp_path):
+    """A block's cost is what it adds to a model: its own p50 as a model of its own, less that of a one-RELU model
+    on its input shape (the runner's cost around an invoke, paid once per model, not once per layer)."""
+    table = CostTable("host", cache_path=tmp_path / "latency.json")
+    block = (tucker_like_block(rank=16, out_channels=32), (16, 16, 16))
+    overhead_ms = table.overhead_ms((16, 16, 16))
+    assert 0 < overhead_ms < table.timed_ms([block])[0]
+    assert table.latency_ms(*block) == pytest.approx(table.timed_ms([block])[0] - overhead_ms)
