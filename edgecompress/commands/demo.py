@@ -28,8 +28,9 @@ def register(subparsers) -> None:
                         help="one-shot fine-tuning epochs (default: %(default)s)")
     parser.add_argument("--data-source", default="auto", choices=["auto", "full", "embedded"],
                         help="Fashion-MNIST: full set where found (auto), required (full), or the embedded subset")
-    parser.add_argument("--quick", action="store_true", help="reduced smoke run: embedded data, 1 epoch, short bench, flops=0.3 with nothing timed (unless "
-                             "another --budget or --target is given)")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced smoke run: embedded data, 1 epoch, short bench, flops=0.3 with nothing timed "
+                             "(unless another --budget or --target is given)")
     parser.set_defaults(func=run)
 
 
