@@ -77,7 +77,11 @@ def finetuned_row(run, label, chooser, limit, fixed, train, test, original, args
     except BudgetError as error:
         return {**row, "note": str(error)[:80]}, None
     model, finals = run.build(chooser, choices)
-    plan = run.plan(chooser, choices, finals, model)
+    return scored_row(row, model, run.plan(chooser, choices, finals, model), train, test, original, args), model
+
+
+def scored_row(row: dict, model, plan, train, test, original, args) -> dict:
+    """`row` with the plan's cuts and the compressed model's top-1 before and after one-shot fine-tuning."""
     totals = plan.totals()
     row.update(kept=plan.budget["achieved"]["params"], conv_cut=100 * plan.cut("conv"), fc_cut=100 * plan.cut("dense"),
                flops_cut=100 * (1 - totals["flops_after"] / totals["flops_before"]),
@@ -86,7 +90,7 @@ def finetuned_row(run, label, chooser, limit, fixed, train, test, original, args
     row["learning_rate"] = finetune(model, *train, config).learning_rate
     row["top1_finetuned"] = top1_pct(model, *test)
     row["drop"] = original - row["top1_finetuned"]
-    return row, model
+    return row
 
 
 def table_for(name: str, args) -> list[dict]:

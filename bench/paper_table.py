@@ -32,7 +32,8 @@ import compress_table  # noqa: E402  (bench/ is on sys.path when this script run
 import lowering_latency  # noqa: E402
 
 from edgecompress import zoo  # noqa: E402
-from edgecompress.compress import CompressConfig, CompressionRun  # noqa: E402
+from edgecompress.compress import CompressConfig, CompressionRun, compress  # noqa: E402
+from edgecompress.errors import BudgetError  # noqa: E402
 from edgecompress.finetune import top1_pct  # noqa: E402
 from edgecompress.lower import lower  # noqa: E402
 from edgecompress.lower import tflite as tflite_export  # noqa: E402
@@ -43,7 +44,8 @@ CONV_METHODS, DENSE_METHODS = ("tucker", "cp", "tt"), ("svd", "qr", "ttm")
 # Average parameter reduction (%) per method in the paper, over its 14 CNNs at < 1.5% accuracy loss.
 PAPER = {"tucker": ("conv", 77.8), "cp": ("conv", 71.2), "tt": ("conv", 76.0), "svd": ("fc", 79.1),
          "qr": ("fc", 79.7), "ttm": ("fc", 81.0), "hybrid": ("both", (82.5, 92.7))}
-SELECTIONS = (*CONV_METHODS, *DENSE_METHODS, "hybrid", "vbmf", "energy", "uniform")
+SELECTIONS = (*CONV_METHODS, *DENSE_METHODS, "hybrid", "vbmf", "energy", "uniform", "fbp", "fbp+hybrid")
+PRUNING_ROWS = ("fbp", "fbp+hybrid")
 TIMING = dict(segments=3, min_runs=100, min_secs=0.4, max_secs=2.0)
 PACKAGES = ("edgecompress", "tensorflow", "tensorflow-cpu", "keras", "tensorly", "t3f", "numpy", "ai-edge-litert", "onnxruntime")
 
@@ -59,12 +61,31 @@ def chooser_at(run, selector, label: str, fraction: float) -> tuple:
     return next((c, lim, fix) for _, c, lim, fix in compress_table.selections(run, selector, fraction, [label]))
 
 
+def pruning_row(run, label: str, fraction: float, train, test, original, args) -> tuple[dict, object]:
+    """fbp: filter pruning to the params fraction; fbp+hybrid: prune args.prune of the channels, then the
+    similarity DSE to the same fraction of the original. Then one-shot fine-tuning, as for every row."""
+    row = {"model": run.original.name, "selection": label, "top1_original": original, "note": ""}
+    budget = f"params={fraction:g}"
+    config = (CompressConfig(select="fbp", budget=budget, prune_criterion=args.prune_criterion) if label == "fbp"
+              else CompressConfig(prune=args.prune, budget=budget, prune_criterion=args.prune_criterion))
+    try:
+        compressed = compress(run.original, (run.x, run.y), config)
+    except BudgetError as error:
+        return {**row, "note": str(error)[:80]}, None
+    return compress_table.scored_row(row, compressed.model, compressed.plan, train, test, original, args), \
+        compressed.model
+
+
 def ladder_row(run, selector, label, train, test, original, args) -> tuple[dict, object]:
     """Walk the budget ladder for one selection: (deepest row within MAX_DROP or the mildest row, its model)."""
     best, mildest, previous_kept = None, None, None
     for fraction in args.ladder:
-        chooser, limit, fixed = chooser_at(run, selector, label, fraction)
-        row, model = compress_table.finetuned_row(run, label, chooser, limit, fixed, train, test, original, args)
+        if label in PRUNING_ROWS:
+            row, model = pruning_row(run, label, fraction, train, test, original, args)
+        else:
+            chooser, limit, fixed = chooser_at(run, selector, label, fraction)
+            row, model = compress_table.finetuned_row(run, label, chooser, limit, fixed, train, test, original,
+                                                      args)
         row["budget"] = fraction
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         if mildest is None:
@@ -200,6 +221,29 @@ def goals(rows: list[dict]) -> list[str]:
     return lines
 
 
+def pruning_comparison(rows: list[dict]) -> list[str]:
+    """Issue 14's goals: hybrid >= fbp in params cut within MAX_DROP on every model; fbp+hybrid >= hybrid on
+    at least 4 of 6; and which is faster."""
+    models = [m for m in dict.fromkeys(r["model"] for r in rows)
+              if {"hybrid", "fbp"} <= {r["selection"] for r in rows if r["model"] == m}]
+    if not models:
+        return []
+    lines = ["", f"## Pruning against factorization (params cut % within {MAX_DROP} pt; LiteRT speedup)", "",
+             "| model | hybrid | fbp | fbp+hybrid | hybrid ≥ fbp | fbp+hybrid ≥ hybrid |", "|---|---|---|---|---|---|"]
+    wins = 0
+    for model in models:
+        by = {r["selection"]: r for r in rows if r["model"] == model}
+        cut = {s: (100 * (1 - r["kept"]) if within(r) and r.get("kept") is not None else 0.0) for s, r in by.items()}
+        cells = [f"{cut[s]:.1f} ({fmt(by[s].get('speedup'), '.2f')}x)" if s in by else "-"
+                 for s in ("hybrid", "fbp", "fbp+hybrid")]
+        combined_wins = "fbp+hybrid" in cut and cut["fbp+hybrid"] >= cut["hybrid"] - 0.05
+        wins += combined_wins
+        lines.append(f"| {model} | {' | '.join(cells)} | {'yes' if cut['hybrid'] >= cut['fbp'] - 0.05 else 'no'} | "
+                     f"{'yes' if combined_wins else 'no'} |")
+    lines.append(f"\nfbp+hybrid ≥ hybrid on {wins} of {len(models)} models (goal: at least 4 of 6).")
+    return lines
+
+
 def environment(source: str) -> list[str]:
     versions = []
     for package in PACKAGES:
@@ -231,11 +275,13 @@ def markdown(rows: list[dict], args, header: list[str], minutes: float) -> str:
              f"segments' p50. `over`: no rung within {MAX_DROP} point; the mildest rung is shown.", "",
              ROW_HEADER, "|" + "---|" * ROW_HEADER.count(" | ") + "---|"]
     lines += [format_row(r) for r in rows]
-    lines += averages(rows) + goals(rows)
+    lines += averages(rows) + goals(rows) + pruning_comparison(rows)
     lines += ["", f"Run time: {minutes:.0f} min. Command: `python bench/paper_table.py --models {args.models} "
                   f"--ladder {ladder} --train {args.train} --test {args.test} --epochs {args.epochs} "
                   f"--learning-rate {args.learning_rate}"
                   + ("" if list(args.selections) == list(SELECTIONS) else f" --selections {','.join(args.selections)}")
+                  + (f" --prune {args.prune:g} --prune-criterion {args.prune_criterion}"
+                     if set(args.selections) & set(PRUNING_ROWS) else "")
                   + (f" --out {args.out}" if args.out != RESULTS / "paper_table" else "") + "`"]
     return "\n".join(lines) + "\n"
 
@@ -261,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=lambda t: t if t == "auto" else float(t), default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prune", type=float, default=0.2, help="fbp+hybrid: fraction of channels pruned first")
+    parser.add_argument("--prune-criterion", default="energy", help="fbp rows: energy, l1 or l2")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_table")
     parser.add_argument("--render", type=Path, metavar="RUN.json", help="only rewrite RUN.md from a saved RUN.json")
     return parser

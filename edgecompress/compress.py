@@ -26,7 +26,9 @@ from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import normalize, rebuild
 from edgecompress.graph.surgery import check_finite_weights, check_labels
 from edgecompress.progress import Progress
-from edgecompress.select import allocate, budgets
+from edgecompress.prune import Pruned, Pruner, check_ratio
+from edgecompress.prune.criteria import DEFAULT_CRITERION, get_criterion
+from edgecompress.select import allocate, budgets, fbp
 from edgecompress.select.allocate import DEFAULT_LOSS
 from edgecompress.select.baselines import DEFAULT_KNOBS
 from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, capture, check_calibration
@@ -76,6 +78,9 @@ class CompressConfig:
     align_ranks: bool = True                   # with a cost table: offer ranks on the target's channel tile
     calibration_name: str = "calibration data"
     seed: int = 0
+    prune: float | None = None                # remove this fraction of the prunable channels, then factorize
+    prune_criterion: str = DEFAULT_CRITERION  # energy, l1 or l2 (edgecompress.prune.criteria)
+    prune_refit: bool = True                  # refit the layers reading pruned channels on the calibration data
 
 
 @dataclass
@@ -137,9 +142,14 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
         raise ConfigError("a latency budget or guard needs CompressConfig(cost_table=...) to time blocks on the "
                           "target; pass cost_table=edgecompress.bench.CostTable")
     if budget and budget.kind == "latency":
-        if config.select != "similarity":
-            raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity only; "
+        if config.select not in ("similarity", "fbp"):
+            raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity or fbp; "
                               f"give {config.select} a params= or flops= budget")
+    if config.prune is not None:
+        check_ratio(config.prune)
+        if config.select == "fbp":
+            raise ConfigError("--prune F prunes before factorizing; with --select fbp the budget sets the pruning")
+    get_criterion(config.prune_criterion)
     if budget and budget.kind == "accuracy-drop" and y is None:
         raise BudgetError(f"budget {budget.text!r} needs labelled calibration data to measure accuracy; add "
                           f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
@@ -158,6 +168,7 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
 
     `finetune_data` (inputs, labels-or-None) fine-tunes the whole compressed model once afterwards; with
     config.finetune.distill the original model's outputs are the targets, so labels may be None.
+    `config.select="fbp"` prunes filters instead of factorizing; `config.prune` prunes first, then factorizes.
 
     Raises:
         DataError: calibration data does not fit the model; BudgetError: bad or unreachable budget;
@@ -167,25 +178,109 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     x, y = as_calibration(calibration)
     check_calibration(model, x, config.calibration_name)
     check_labels(model, y, config.calibration_name)
-    run = CompressionRun(model, x, y, config, progress)
-    check_finite_weights(run.folded)
+    recovery = None
     if finetune_data is not None:  # checked before the search, which may take minutes
         fx, fy = as_calibration(finetune_data)
         check_calibration(model, fx, "fine-tuning data")
         check_labels(model, fy, "fine-tuning data")
-        run.recovery = (fx, fy) if fy is not None else None
+        recovery = (fx, fy) if fy is not None else None
+    if config.select == "fbp" or config.prune is not None:
+        compressed, plan, stats = _compress_pruning(model, x, y, config, recovery, progress)
+    else:
+        compressed, plan, stats = _factorize(model, x, y, config, recovery, progress)
+    if finetune_data is not None:
+        started = time.perf_counter()
+        result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
+        stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
+                     finetune_learning_rate=result.learning_rate)
+    return Compressed(compressed, plan, stats)
+
+
+def _factorize(model: keras.Model, x, y, config: CompressConfig, recovery, progress,
+               reference_pct: float | None = None) -> tuple[keras.Model, Plan, dict]:
+    """The similarity DSE or a rank baseline: choose, replace the layers, write the plan."""
+    run = CompressionRun(model, x, y, config, progress)
+    check_finite_weights(run.folded)
+    run.recovery, run.reference_pct = recovery, reference_pct
     selector = run.make_selector()
     started = time.perf_counter()
     choices = run.choose(selector)
     compressed, finals = run.build(selector, choices)
     run.stats.update(choose_s=time.perf_counter() - started, evaluations=selector.evaluations)
-    plan = run.plan(selector, choices, finals, compressed)
-    if finetune_data is not None:
-        started = time.perf_counter()
-        result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
-        run.stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
-                         finetune_learning_rate=result.learning_rate)
-    return Compressed(compressed, plan, run.stats)
+    return compressed, run.plan(selector, choices, finals, compressed), run.stats
+
+
+def judge_accuracy_pct(model: keras.Model, x, y, recovery, seed: int) -> float:
+    """Top-1 (%) on the labelled calibration data; after a brief fine-tune when there is labelled fine-tuning
+    data (`recovery`)."""
+    if recovery is None:
+        return top1_pct(model, x, y)
+    return brief_recovery_accuracy(model, *recovery, x, y, seed=seed)
+
+
+def _compress_pruning(model: keras.Model, x, y, config: CompressConfig, recovery, progress
+                      ) -> tuple[keras.Model, Plan, dict]:
+    """--select fbp: prune to the budget. --prune F: prune F of the channels, then factorize the rest under the
+    budget restated on the pruned model; the plan records both steps per layer, costs against the original."""
+    budget = budgets.parse_budget(config.budget)
+    _check_inputs(budget, y, config)
+    folded, _ = fold_batchnorm(normalize(model))
+    check_finite_weights(folded)
+    started, stats = time.perf_counter(), {}
+    pruner = Pruner(folded, config.prune_criterion, x, refit=config.prune_refit)
+    table = config.cost_table(budget.target) if budget and budget.kind == "latency" else None
+    if config.select == "fbp":
+        pruned = fbp.prune_for_budget(pruner, budget, lambda m: judge_accuracy_pct(m, x, y, recovery, config.seed),
+                                      table, stats)
+        layers = fbp.pruned_layer_plans(describe(folded), pruned)
+        compressed = pruned.model
+    else:
+        pruned = pruner.by_ratio(config.prune)
+        inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
+        inner = dataclasses.replace(config, prune=None, budget=inner_budget)
+        reference_pct = top1_pct(folded, x, y) if budget and budget.kind == "accuracy-drop" else None
+        compressed, inner_plan, stats = _factorize(pruned.model, x, y, inner, recovery, progress, reference_pct)
+        if budget and budget.kind == "latency":  # the factorized layers' ms against the original's
+            stats["latency_before_ms"] = before
+        layers = fbp.pruned_layer_plans(describe(folded), pruned, {layer.name: layer for layer in inner_plan.layers})
+        stats["budget_after_pruning"] = inner_plan.budget
+    stats.update(prune_s=time.perf_counter() - started, prune_criterion=config.prune_criterion)
+    record = _pruning_record(budget, config, layers, stats)
+    flops = [sum(info.flops for info in describe(m)) for m in (folded, compressed)]
+    return compressed, Plan(record, layers, *flops, pruning=pruned.to_json()), stats
+
+
+def _budget_after_pruning(budget, folded: keras.Model, pruned: Pruned, table) -> tuple[Any, float | None]:
+    """The budget on the original, restated on the pruned model (accuracy-drop: unchanged), and the original's
+    cost in the budget's kind."""
+    if budget is None or budget.kind == "accuracy-drop":
+        return budget, None
+    if budget.kind == "latency":
+        before, after = (fbp.candidate_latency_ms(m, table) for m in (folded, pruned.model))
+    else:
+        before, after = (sum(getattr(i, budget.kind) for i in describe(m) if i.kind) for m in (folded, pruned.model))
+    return fbp.scaled_budget(budget, before, after), before
+
+
+def _pruning_record(budget, config: CompressConfig, layers, stats: dict) -> dict:
+    """plan.json's "budget" for a run that pruned: what was asked and what was achieved."""
+    data = budget.to_json() if budget else {"text": None, "kind": None, "value": None, "target": None}
+    data.update(select=config.select, prune=config.prune, criterion=config.prune_criterion,
+                achieved=achieved_fractions(layers))
+    if config.select == "fbp" and budget is None:
+        data["prune"] = fbp.DEFAULT_RATIO
+    if "budget_after_pruning" in stats:
+        inner = stats["budget_after_pruning"]
+        data.update(factorization={key: inner.get(key) for key in ("text", "methods", "decompose", "capture",
+                                                                   "metric", "rule", "latency_guard",
+                                                                   "rank_multiple", "threshold")})
+    for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
+                "latency_after_ms"):
+        if key in stats:
+            data[key] = round(float(stats[key]), 6)
+    if "latency_after_ms" in stats and "latency_before_ms" in stats:
+        data["achieved"]["latency"] = round(stats["latency_after_ms"] / stats["latency_before_ms"], 6)
+    return data
 
 
 class CompressionRun:
@@ -203,6 +298,7 @@ class CompressionRun:
         self.tasks = make_tasks(infos, self.methods, overrides)
         self.stats: dict[str, Any] = {}
         self.recovery: tuple[np.ndarray, np.ndarray] | None = None  # labelled data for brief fine-tunes
+        self.reference_pct: float | None = None  # accuracy-drop measured from this, not this model (--prune)
 
     @property
     def budget_kind(self) -> str | None:
@@ -338,9 +434,7 @@ class CompressionRun:
         """Top-1 (%) on the labelled calibration data of the model built from search factors; after a brief
         fine-tune when there is labelled fine-tuning data."""
         model = self.build(selector, choices, final=False)[0]
-        if self.recovery is None:
-            return top1_pct(model, self.x, self.y)
-        return brief_recovery_accuracy(model, *self.recovery, self.x, self.y, seed=self.config.seed)
+        return judge_accuracy_pct(model, self.x, self.y, self.recovery, self.config.seed)
 
     def build(self, selector: Selector, choices: Mapping[str, Point], final: bool = True) -> tuple[keras.Model, dict]:
         """The folded model with every chosen layer replaced; with final=True also {layer: (rank the
@@ -439,7 +533,7 @@ def _choose_for_accuracy(run: CompressionRun, selector: Selector) -> dict[str, P
     """Bisect the params fraction: the smallest whose compressed model (search factors) loses at most the
     budget's top-1 points on the labelled calibration data. With labelled fine-tuning data the loss is
     judged after a brief fine-tune (brief_recovery_accuracy), else before any fine-tuning."""
-    accuracy_before_pct = top1_pct(run.folded, run.x, run.y)
+    accuracy_before_pct = run.reference_pct if run.reference_pct is not None else top1_pct(run.folded, run.x, run.y)
     total, fixed = run.total("params"), _fixed_cost(run.tasks, "params")
     low, high = (selector.cheapest("params") + fixed) / total, 1.0
     best = selector.choose("params", total, fixed)

@@ -92,6 +92,14 @@ COMPRESS_CASES = {
                          ["calib.npz"]),
     "unwritable output": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "-o", "/proc/ec-out"],
                           ["/proc/ec-out"]),
+    "prune ratio outside (0, 1)": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--prune", "1.5"],
+                                   ["prune ratio", "(0, 1)"]),
+    "fbp with --prune": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--select", "fbp",
+                          "--prune", "0.3"], ["--prune"]),
+    "unknown prune criterion": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--select", "fbp",
+                                 "--prune-criterion", "nope"], ["criterion", "nope"]),
+    "fbp budget out of reach": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--select", "fbp",
+                                 "--budget", "params=0.001"], ["cannot reach"]),
 }
 
 OTHER_CASES = {

@@ -68,7 +68,7 @@ BAD_INPUTS = [
     (["--data", "calib.npz", "--budget", "params=lots"], "not a number"),
     (["--data", "calib.npz", "--budget", "speed=2"], "KIND=VALUE"),
     (["--data", "calib.npz", "--epochs", "2"], "--finetune-data"),
-    (["--data", "calib.npz", "--budget", "latency=0.5@host", "--select", "vbmf"], "similarity only"),
+    (["--data", "calib.npz", "--budget", "latency=0.5@host", "--select", "vbmf"], "similarity or fbp"),
     (["--data", "calib.npz", "--budget", "latency=0.5@nosuchtarget"], "nosuchtarget"),
 ]
 

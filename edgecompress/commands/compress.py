@@ -28,7 +28,18 @@ def register(subparsers) -> None:
     parser.add_argument("--methods", default="hybrid", help="hybrid (choose per layer among all registered "
                                                              "methods) or a comma-separated list, e.g. tucker,svd")
     parser.add_argument("--select", default="similarity",
-                        help="rank selection: similarity (ours) or a baseline: vbmf, energy, uniform")
+                        help="rank selection: similarity (ours) or a baseline: vbmf, energy, uniform; or fbp: "
+                             "filter pruning instead of factorization, under the same budgets")
+    parser.add_argument("--prune", type=float, metavar="F",
+                        help="first remove this fraction (0 < F < 1) of the prunable filters (channels tied by "
+                             "residual adds, concatenations and depthwise convs go together), then factorize what "
+                             "remains; --budget stays relative to the original model")
+    parser.add_argument("--prune-criterion", default="energy", metavar="NAME",
+                        help="which filters go first: energy (the energy each channel puts into the layers that "
+                             "read it, on --data; default) or l1 / l2 (filter norm, the classic FBP); the layers "
+                             "reading pruned channels are then refitted by least squares on --data")
+    parser.add_argument("--no-prune-refit", dest="prune_refit", action="store_false",
+                        help="drop pruned channels without refitting the layers that read them (classic FBP)")
     parser.add_argument("--budget", help=BUDGET_HELP + "; default: keep each layer's similarity >= --threshold")
     parser.add_argument("--finetune-data", help="training .npz (x, and y unless --distill) for one-shot fine-tuning")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2)")
@@ -86,6 +97,8 @@ def _overrides(specs: list[str]) -> dict[str, str]:
 def build_config(args):
     from edgecompress.compress import CompressConfig
     from edgecompress.finetune import FinetuneConfig, check_learning_rate
+    from edgecompress.prune import check_ratio
+    from edgecompress.prune.criteria import get_criterion
     from edgecompress.select.budgets import parse_budget
     from edgecompress.select.similarity import DEFAULT_METRIC
 
@@ -93,6 +106,9 @@ def build_config(args):
         raise ConfigError("--epochs needs --finetune-data TRAIN.npz (or --distill to fine-tune on --data)")
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.prune is not None:
+        check_ratio(args.prune)
+    get_criterion(args.prune_criterion)
     finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill,
                               learning_rate=check_learning_rate(args.learning_rate),
                               batch_size=args.batch_size, seed=args.seed)
@@ -102,7 +118,8 @@ def build_config(args):
                           capture=args.capture, rule=args.rule, threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
                           latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
-                          finetune=finetune, calibration_name=str(args.data), seed=args.seed)
+                          finetune=finetune, calibration_name=str(args.data), seed=args.seed,
+                          prune=args.prune, prune_criterion=args.prune_criterion, prune_refit=args.prune_refit)
 
 
 def _cost_table_if_needed(args, budget):
@@ -160,9 +177,13 @@ def _summary(compressed, out_dir: Path) -> str:
     totals = plan.totals()
     flops_cut = 1 - totals["flops_after"] / totals["flops_before"] if totals["flops_before"] else 0.0
     replaced = sum(1 for layer in plan.layers if layer.method)
-    return (f"{out_dir}: {replaced}/{len(plan.layers)} layers factorized; conv params cut {100 * plan.cut('conv'):.1f}%, "
+    pruned = sum(1 for layer in plan.layers if layer.channels and layer.channels[1] < layer.channels[0])
+    pruned_text = f", {pruned} pruned" if plan.pruning is not None else ""
+    return (f"{out_dir}: {replaced}/{len(plan.layers)} layers factorized{pruned_text}; "
+            f"conv params cut {100 * plan.cut('conv'):.1f}%, "
             f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "
-            f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s"
+            + (f"pruning {stats['prune_s']:.1f}s" if plan.budget.get("select") == "fbp" else
+               f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s")
             + (f", fine-tuning {stats['finetune_s']:.1f}s" if "finetune_s" in stats else "") + _latency_line(plan))
 
 

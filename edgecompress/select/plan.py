@@ -25,6 +25,7 @@ class LayerPlan:
     flops_before: int
     flops_after: int
     reason: str | None = None
+    channels: tuple[int, int] | None = None  # filter pruning: (output channels before, kept)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -32,6 +33,10 @@ class LayerPlan:
         data["similarity"] = _finite_or_none(self.similarity)
         if self.method is not None:
             data.pop("reason")
+        if self.channels is None:
+            data.pop("channels")
+        else:
+            data["channels"] = list(self.channels)
         return data
 
 
@@ -42,6 +47,7 @@ class Plan:
     model_flops_before: int = 0
     model_flops_after: int = 0
     version: int = PLAN_VERSION
+    pruning: dict[str, Any] | None = None  # filter pruning: criterion, dependency groups, unprunable layers
 
     def choices(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         """{layer: (method, rank)} of the layers replaced: what graph.surgery.compress_model takes."""
@@ -63,8 +69,11 @@ class Plan:
         return 1.0 - entry["params_after"] / entry["params_before"] if entry["params_before"] else 0.0
 
     def to_json(self) -> dict:
-        return {"version": self.version, "budget": self.budget, "layers": [layer.to_json() for layer in self.layers],
+        data = {"version": self.version, "budget": self.budget, "layers": [layer.to_json() for layer in self.layers],
                 "totals": self.totals()}
+        if self.pruning is not None:
+            data["pruning"] = self.pruning
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -74,10 +83,12 @@ class Plan:
         if data.get("version") != PLAN_VERSION:
             raise DataError(f"plan version {data.get('version')!r} is not supported; this edgecompress reads "
                             f"version {PLAN_VERSION}: recompress the model to write a new plan")
-        layers = [LayerPlan(**{**entry, "rank": tuple(entry["rank"]) if entry.get("rank") else None})
+        layers = [LayerPlan(**{**entry, "rank": tuple(entry["rank"]) if entry.get("rank") else None,
+                               "channels": tuple(entry["channels"]) if entry.get("channels") else None})
                   for entry in data["layers"]]
         totals = data.get("totals", {})
-        return cls(data.get("budget", {}), layers, totals.get("flops_before", 0), totals.get("flops_after", 0))
+        return cls(data.get("budget", {}), layers, totals.get("flops_before", 0), totals.get("flops_after", 0),
+                   pruning=data.get("pruning"))
 
 
 def _finite_or_none(value: float | None) -> float | None:

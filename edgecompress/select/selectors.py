@@ -175,12 +175,16 @@ class BaselineSelector:
         return choices
 
 
-def selections() -> list[str]:
-    """Every rank selection: ours first, then the baselines."""
+def rank_selections() -> list[str]:
+    """The selections that choose a factorization rank per layer: ours first, then the baselines."""
     return ["similarity", *baselines.DEFAULT_KNOBS]
+
+
+def selections() -> list[str]:
+    """Every selection: the rank selections, then filter pruning (select/fbp.py), which factorizes nothing."""
+    return [*rank_selections(), "fbp"]
 
 
 def check_select(select: str) -> None:
     if select not in selections():
-        raise ConfigError(f"unknown rank selection {select!r}; use similarity, "
-                                    f"{', '.join(baselines.DEFAULT_KNOBS)}")
+        raise ConfigError(f"unknown selection {select!r}; use {', '.join(selections())}")

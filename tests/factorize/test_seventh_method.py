@@ -14,7 +14,7 @@ from edgecompress.compress import CompressConfig, compress
 from edgecompress.factorize import base, blocks
 from edgecompress.factorize.base import Factors, Method
 from edgecompress.lower import export
-from edgecompress.select.selectors import selections
+from edgecompress.select.selectors import rank_selections
 
 TOLERANCE = 1e-4
 
@@ -79,7 +79,7 @@ def test_inspect_offers_it(flat_method, model_and_data):
     assert flat_method not in rows["head"]["methods"]
 
 
-@pytest.mark.parametrize("select", selections())
+@pytest.mark.parametrize("select", rank_selections())
 def test_every_selection_chooses_it(flat_method, model_and_data, select):
     model, x, _ = model_and_data
     result = compress(model, x, CompressConfig(methods=flat_method, select=select, budget="params=0.5", **FAST))

@@ -1,0 +1,51 @@
+"""`compress --select fbp` under every budget kind, and `--prune F` before factorization under each: the
+budget is met against the original model and the plan says how."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecompress.compress import CompressConfig, compress
+from tests.graph.architectures import resnet_style
+from tests.test_compress import _FlopsTable
+
+BUDGETS = [None, "params=0.5", "flops=0.5", "accuracy-drop=50", "latency=0.6@host"]
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    rng = np.random.default_rng(0)
+    return resnet_style(), rng.random((48, 16, 16, 3), dtype=np.float32), rng.integers(0, 10, 48)
+
+
+def _achieved(plan, kind):
+    return plan.budget["achieved"][kind if kind != "latency" else "latency"]
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_fbp_meets_every_budget_kind(model_and_data, budget):
+    model, x, y = model_and_data
+    result = compress(model, (x, y), CompressConfig(select="fbp", budget=budget, cost_table=_FlopsTable))
+    plan = result.plan
+    assert plan.pruning["groups"] and not any(layer.method for layer in plan.layers)
+    assert sum(layer.params_after for layer in plan.layers) < sum(layer.params_before for layer in plan.layers)
+    if budget is None:
+        assert plan.budget["prune"] == pytest.approx(0.3)
+        return
+    kind, value = budget.split("=")
+    if kind in ("params", "flops", "latency"):
+        assert _achieved(plan, kind) <= float(value.split("@")[0])
+    else:
+        assert plan.budget["accuracy_before"] - plan.budget["accuracy_compressed"] <= float(value)
+
+
+@pytest.mark.parametrize("budget", ["params=0.3", "flops=0.4", "latency=0.5@host"])
+def test_prune_then_factorize_meets_the_budget_on_the_original(model_and_data, budget):
+    model, x, y = model_and_data
+    config = CompressConfig(prune=0.2, budget=budget, methods="tucker,svd", cost_table=_FlopsTable,
+                            decompose="plain", capture="independent")
+    plan = compress(model, (x, y), config).plan
+    kind, value = budget.split("=")
+    assert _achieved(plan, kind) <= float(value.split("@")[0]) + 1e-6
+    assert plan.budget["prune"] == 0.2 and plan.pruning is not None
+    assert any(layer.channels and layer.channels[1] < layer.channels[0] for layer in plan.layers)
