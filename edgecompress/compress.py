@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -81,6 +82,7 @@ class CompressConfig:
     prune: float | None = None                # remove this fraction of the prunable channels, then factorize
     prune_criterion: str = DEFAULT_CRITERION  # energy, l1 or l2 (edgecompress.prune.criteria)
     prune_refit: bool = True                  # refit the layers reading pruned channels on the calibration data
+    jobs: int | None = None                   # layers searched at once, in threads; None: the cores available
 
 
 @dataclass
@@ -88,6 +90,11 @@ class Compressed:
     model: keras.Model
     plan: Plan
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
@@ -102,13 +109,23 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
     return names
 
 
-def as_calibration(calibration) -> tuple[np.ndarray, np.ndarray | None]:
-    """An array of inputs, an (x, y) pair, or a mapping with 'x' (and 'y')."""
+CALIBRATION_LIMIT = 4096  # samples taken from a tf.data.Dataset, an iterator or a folder
+
+
+def as_calibration(calibration, model: keras.Model | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """An array of inputs, an (x, y) pair, a mapping with 'x' (and 'y'), or any source edgecompress.sources
+    opens (a tf.data.Dataset or iterator of x or (x, y) batches, a folder, TFRecords: its first
+    CALIBRATION_LIMIT samples)."""
     if isinstance(calibration, Mapping):
         return np.asarray(calibration["x"]), calibration.get("y")
     if isinstance(calibration, (tuple, list)) and len(calibration) == 2:
         return np.asarray(calibration[0]), (None if calibration[1] is None else np.asarray(calibration[1]))
-    return np.asarray(calibration), None
+    if isinstance(calibration, np.ndarray):
+        return calibration, None
+    from edgecompress.sources import open_source
+
+    source = open_source(calibration, model=model)
+    return source.arrays(None if source.in_memory else CALIBRATION_LIMIT)
 
 
 def _task_cost(task: LayerTask, kind: str) -> int:
@@ -150,6 +167,8 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
         if config.select == "fbp":
             raise ConfigError("--prune F prunes before factorizing; with --select fbp the budget sets the pruning")
     get_criterion(config.prune_criterion)
+    if config.jobs is not None and (not isinstance(config.jobs, int) or config.jobs < 1):
+        raise ConfigError(f"jobs must be a whole number >= 1, got {config.jobs!r}")
     if budget and budget.kind == "accuracy-drop" and y is None:
         raise BudgetError(f"budget {budget.text!r} needs labelled calibration data to measure accuracy; add "
                           f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
@@ -175,12 +194,12 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         ConfigError: an unknown method, selection, metric or rule.
     """
     config = config or CompressConfig()
-    x, y = as_calibration(calibration)
+    x, y = as_calibration(calibration, model)
     check_calibration(model, x, config.calibration_name)
     check_labels(model, y, config.calibration_name)
     recovery = None
     if finetune_data is not None:  # checked before the search, which may take minutes
-        fx, fy = as_calibration(finetune_data)
+        fx, fy = as_calibration(finetune_data, model)
         check_calibration(model, fx, "fine-tuning data")
         check_labels(model, fy, "fine-tuning data")
         recovery = (fx, fy) if fy is not None else None
@@ -354,7 +373,7 @@ class CompressionRun:
         config = self.config
         rank_multiple = self._rank_multiple(table)
         selector = SimilaritySelector(self.tasks, self._scorers(samples), config.levels, config.rule, self.progress,
-                                      config.loss, rank_multiple)
+                                      config.loss, rank_multiple, config.jobs or available_cores())
         if self.budget_kind == "latency":
             self._measure_latency(selector, table)
         elif table is not None:

@@ -6,12 +6,19 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from edgecompress.sources import PREPROCESS_HELP, TFRECORD_SPEC_HELP
+
     parser = subparsers.add_parser("bench", help="benchmark .tflite/.onnx files on a target",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", metavar="FILE", help=".tflite or .onnx models; the first is the baseline")
     parser.add_argument("--target", default="host",
                         help="target name (edgecompress target list) or a target .toml path (default: host)")
-    parser.add_argument("--data", metavar="TEST.npz", help="x (inputs) and y (labels) for top-1 accuracy")
+    parser.add_argument("--data", metavar="DATA",
+                        help="inputs and labels for top-1 accuracy: an .npz with x and y, or a folder with one "
+                             "sub-folder of images per class or TFRecord files, of which the first --max-samples "
+                             "(default 500) are sent to the target as an .npz")
+    parser.add_argument("--preprocess", default="none", metavar="MODE", help=PREPROCESS_HELP)
+    parser.add_argument("--tfrecord-spec", metavar="image=KEY,label=KEY", help=TFRECORD_SPEC_HELP)
     parser.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--json", metavar="OUT.json", help="write the complete result as JSON")
     parser.add_argument("--report-dir", metavar="DIR", help="write report.json, report.md, latency.png, pareto.png")
@@ -38,7 +45,8 @@ def handle(args: argparse.Namespace) -> int:
     from edgecompress.progress import one_step, progress_reporter
 
     with progress_reporter() as progress, one_step(progress, f"bench on {args.target}"):
-        result = bench.run(args.files, target=args.target, data=args.data, settings=settings)
+        result = bench.run(args.files, target=args.target, data=args.data, settings=settings,
+                           preprocess=args.preprocess, feature_spec=args.tfrecord_spec)
     if args.report_dir:
         report.write_report(result, args.report_dir)
     if args.json:

@@ -12,6 +12,9 @@ BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) 
               "on the labelled --data, judged after a brief fine-tune when --finetune-data has labels) " \
               "| latency=F@TARGET"
 DEFAULT_LATENCY_GUARD = "host"
+PREPROCESS_HELP_SHORT = ("how stored images become model inputs: none (default), scale01, scale-1-1, "
+                         "imagenet-caffe, imagenet-torch; declared once, recorded in plan.json")
+CALIBRATION_LIMIT = 4096  # samples read from a folder or TFRecords for calibration (an .npz is read whole)
 
 
 def register(subparsers) -> None:
@@ -21,7 +24,9 @@ def register(subparsers) -> None:
                     "data (or a baseline), meet a global budget, replace the layers, and optionally fine-tune "
                     "the whole model once. Writes OUT/model.keras and OUT/plan.json.")
     parser.add_argument("model", help="a .keras/.h5 file, or zoo:NAME for a built-in model")
-    parser.add_argument("--data", required=True, help="calibration .npz with x (and y for accuracy-drop)")
+    parser.add_argument("--data", required=True,
+                        help="calibration data: an .npz with x (and y for accuracy-drop), a folder with one "
+                             "sub-folder of images per class, or TFRecord files (see --preprocess, --tfrecord-spec)")
     parser.add_argument("-o", "--out", required=True, help="output directory (created if missing)")
     # Method and selection names come from their registries when the run starts (an unknown one is one line,
     # exit 2, listing them), so building this parser does not import TensorFlow.
@@ -41,7 +46,10 @@ def register(subparsers) -> None:
     parser.add_argument("--no-prune-refit", dest="prune_refit", action="store_false",
                         help="drop pruned channels without refitting the layers that read them (classic FBP)")
     parser.add_argument("--budget", help=BUDGET_HELP + "; default: keep each layer's similarity >= --threshold")
-    parser.add_argument("--finetune-data", help="training .npz (x, and y unless --distill) for one-shot fine-tuning")
+    parser.add_argument("--finetune-data", help="training data for one-shot fine-tuning, in any --data form "
+                                                 "(labels needed unless --distill)")
+    parser.add_argument("--preprocess", default="none", help=PREPROCESS_HELP_SHORT)
+    parser.add_argument("--tfrecord-spec", metavar="SPEC", help="TFRecord feature names, image=KEY,label=KEY")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2)")
     parser.add_argument("--distill", action="store_true", help="fine-tune on the original model's outputs "
                         "(no labels needed; uses --data when no --finetune-data is given)")
@@ -65,6 +73,9 @@ def _add_tuning_arguments(parser) -> None:
                        help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
     add_latency_guard_arguments(group)
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
+    group.add_argument("--jobs", type=int, default=None,
+                       help="layers searched at once, in threads sharing the captured samples (default: the cores "
+                            "this process may use); the plan is the same for any value")
     group.add_argument("--learning-rate", default="auto",
                        help="fine-tuning peak learning rate, or 'auto' (default): probe 1e-3, 5e-4, 2e-4, 1e-4 on "
                             "short runs and keep the one with the lowest validation loss")
@@ -119,7 +130,14 @@ def build_config(args):
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
                           latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed,
-                          prune=args.prune, prune_criterion=args.prune_criterion, prune_refit=args.prune_refit)
+                          prune=args.prune, prune_criterion=args.prune_criterion, prune_refit=args.prune_refit,
+                          jobs=_jobs(args.jobs))
+
+
+def _jobs(asked: int | None) -> int | None:
+    if asked is not None and asked < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {asked}")
+    return asked
 
 
 def _cost_table_if_needed(args, budget):
@@ -132,17 +150,24 @@ def _cost_table_if_needed(args, budget):
 
 
 def _load_inputs(args, config):
+    """The model, calibration (x, y) and fine-tuning (x, y) arrays, and plan.json's record of where they came from."""
     from edgecompress import models
-    from edgecompress.io import load_npz
+    from edgecompress.sources import check_preprocess, open_source
 
+    check_preprocess(args.preprocess)
     model = models.load(args.model)
-    calibration = load_npz(args.data)
+    options = dict(model=model, preprocess=args.preprocess, feature_spec=args.tfrecord_spec)
+    calibration_source = open_source(args.data, **options)
+    calibration = calibration_source.arrays(None if calibration_source.in_memory else CALIBRATION_LIMIT)
+    records = {"calibration": {**calibration_source.to_record(), "samples_used": len(calibration[0])}}
     finetune_data = None
     if args.finetune_data:
-        finetune_data = load_npz(args.finetune_data, need_labels=not args.distill)
+        source = open_source(args.finetune_data, need_labels=not args.distill, **options)
+        finetune_data = source.arrays()
+        records["finetune"] = {**source.to_record(), "samples_used": len(finetune_data[0])}
     elif args.distill:
         finetune_data = calibration
-    return model, calibration, finetune_data
+    return model, calibration, finetune_data, records
 
 
 @contextlib.contextmanager
@@ -208,10 +233,11 @@ def run(args) -> int:
 
     config = build_config(args)
     with terminate_as_interrupt():
-        model, calibration, finetune_data = _load_inputs(args, config)
+        model, calibration, finetune_data, records = _load_inputs(args, config)
         with _output_dir(Path(args.out)) as out_dir:
             with progress_reporter() as progress:
                 compressed = compress(model, calibration, config, finetune_data=finetune_data, progress=progress)
+            compressed.plan.data = records
             write_outputs(out_dir, compressed)
     print(_summary(compressed, out_dir))
     return 0

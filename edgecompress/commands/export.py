@@ -1,4 +1,4 @@
-"""`edgecompress export MODEL --to tflite|onnx [--precision ...] [--data CALIB.npz] -o FILE`: lower, convert, audit.
+"""`edgecompress export MODEL --to tflite|onnx [--precision ...] [--data DATA] -o FILE`: lower, convert, audit.
 
 Writes FILE and FILE.audit.json (both or neither) and prints the audit as a table.
 """
@@ -9,6 +9,7 @@ from itertools import groupby
 
 def register(subparsers) -> None:
     from edgecompress.lower import FORMATS, PARITY_SAMPLES, PRECISIONS
+    from edgecompress.sources import PREPROCESS_HELP, TFRECORD_SPEC_HELP
 
     parser = subparsers.add_parser(
         "export", help="lower a Keras model to .tflite or .onnx and audit ops and runtime parity",
@@ -19,8 +20,12 @@ def register(subparsers) -> None:
     parser.add_argument("--to", choices=FORMATS, help="output format (default: from the -o suffix)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32; fp16 weights; dynamic-range int8 weights; int8 = full integer (needs --data)")
-    parser.add_argument("--data", metavar="CALIB.npz",
-                        help="inputs x (and labels y): int8 calibration and parity/top-1 data (default: random)")
+    parser.add_argument("--data", metavar="DATA",
+                        help="int8 calibration and parity/top-1 data (default: random): an .npz with x (and labels "
+                             "y), a folder with one sub-folder of images per class, or TFRecord files (a .tfrecord "
+                             "path, a folder of them or a quoted glob)")
+    parser.add_argument("--preprocess", default="none", metavar="MODE", help=PREPROCESS_HELP)
+    parser.add_argument("--tfrecord-spec", metavar="image=KEY,label=KEY", help=TFRECORD_SPEC_HELP)
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the .tflite/.onnx file to write")
     parser.add_argument("--samples", type=int, default=PARITY_SAMPLES,
                         help=f"samples of --data to check parity on (default {PARITY_SAMPLES})")
@@ -33,7 +38,8 @@ def run(args) -> int:
 
     with progress_reporter() as progress:
         artifact = export(args.model, args.output, to=args.to, precision=args.precision, data=args.data,
-                          parity_samples=args.samples, progress=progress)
+                          parity_samples=args.samples, progress=progress, preprocess=args.preprocess,
+                          feature_spec=args.tfrecord_spec)
     print_audit(artifact.audit, str(artifact.path), str(artifact.audit_path))
     return 0
 

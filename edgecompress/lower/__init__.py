@@ -62,23 +62,28 @@ def convert(lowered: keras.Model, to: str, precision: str, calibration: np.ndarr
 
 
 def export(model, path, to: str | None = None, precision: str = "fp32", data=None,
-           parity_samples: int = PARITY_SAMPLES, progress: Progress | None = None) -> Artifact:
+           parity_samples: int = PARITY_SAMPLES, progress: Progress | None = None, preprocess: str = "none",
+           feature_spec: str | None = None) -> Artifact:
     """Lower, convert, audit on the real runtime, then write FILE and FILE.audit.json (both or neither).
 
     Args:
         model: a keras.Model, or the path of a .keras/.h5 file.
         to: "tflite" or "onnx"; default from the file suffix.
-        data: inputs `x`, a tuple (x, y), or an .npz path: calibration for int8 and parity/top-1 data.
+        data: calibration for int8 and parity/top-1 data: inputs `x`, a tuple (x, y), an .npz path, a folder with
+            one sub-folder of images per class, TFRecords, a tf.data.Dataset or a DataSource (edgecompress.sources).
         progress: called as (stage, done, total) after each of lower, convert, audit (edgecompress.progress).
+        preprocess, feature_spec: how `data` becomes model inputs (see edgecompress.sources.open_source).
     """
     from edgecompress import models
     from edgecompress.graph.rebuild import normalize
+    from edgecompress.sources import check_preprocess
 
     path = Path(path)
     to = check_choices(path, to, precision, data)
+    check_preprocess(preprocess)
     check_writable(path)
     model = models.load(model) if isinstance(model, (str, os.PathLike)) else normalize(model)
-    x, y = load_data(data, model)
+    x, y = load_data(data, model, preprocess, feature_spec, parity_samples)
     with one_step(progress, "lower"):
         lowered, records = lower(model, to, x if precision == "int8" else None)
     with one_step(progress, f"convert to {to} {precision}"):
@@ -102,8 +107,8 @@ def check_choices(path: Path, to: str | None, precision: str, data) -> str:
 
         check_precision(precision)  # before any work
     if precision == "int8" and data is None:
-        raise ExportError("--precision int8 needs --data CALIB.npz (a few hundred representative inputs to "
-                          "calibrate activation ranges); or use --precision dynamic, which needs none")
+        raise ExportError("--precision int8 needs --data CALIB.npz or an image folder (a few hundred representative "
+                          "inputs to calibrate activation ranges); or use --precision dynamic, which needs none")
     return to
 
 
@@ -117,19 +122,20 @@ def check_writable(path: Path) -> None:
         raise ExportError(f"{path}: directory {parent} is not writable; choose another -o path")
 
 
-def load_data(data, model: keras.Model) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(x as the model's input dtype, y or None) from an array, (x, y), or an .npz path; checked against the model."""
-    from edgecompress.io import load_npz
+def load_data(data, model: keras.Model, preprocess: str = "none", feature_spec: str | None = None,
+              parity_samples: int = PARITY_SAMPLES) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(x as the model's input dtype, y or None) from anything edgecompress.sources.open_source reads, checked
+    against the model; of a folder, TFRecords or a dataset only the samples calibration and parity use."""
+    from edgecompress.lower.tflite import CALIBRATION_SAMPLES
+    from edgecompress.sources import open_source
 
     if data is None:
         return None, None
-    if isinstance(data, (str, os.PathLike)):
-        x, y = load_npz(data)
-    else:
-        x, y = data if isinstance(data, tuple) else (data, None)
+    source = open_source(data, model=model, preprocess=preprocess, feature_spec=feature_spec)
+    x, y = source.arrays(None if source.in_memory else max(parity_samples, CALIBRATION_SAMPLES))
     expected = tuple(model.inputs[0].shape[1:])
     if tuple(np.shape(x)[1:]) != expected:
-        where = data if isinstance(data, (str, os.PathLike)) else "data"
+        where = source.path or "data"
         raise DataError(f"{where}: inputs have shape {tuple(np.shape(x)[1:])} per sample but model {model.name!r} "
                         f"takes {expected}; give data shaped like the model's input")
     return np.asarray(x).astype(model.inputs[0].dtype), (None if y is None else np.asarray(y))

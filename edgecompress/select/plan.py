@@ -48,6 +48,7 @@ class Plan:
     model_flops_after: int = 0
     version: int = PLAN_VERSION
     pruning: dict[str, Any] | None = None  # filter pruning: criterion, dependency groups, unprunable layers
+    data: dict[str, Any] | None = None     # where the calibration / fine-tuning data came from (sources.py)
 
     def choices(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         """{layer: (method, rank)} of the layers replaced: what graph.surgery.compress_model takes."""
@@ -73,6 +74,8 @@ class Plan:
                 "totals": self.totals()}
         if self.pruning is not None:
             data["pruning"] = self.pruning
+        if self.data is not None:
+            data["data"] = self.data
         return data
 
     def dumps(self) -> str:
@@ -88,7 +91,7 @@ class Plan:
                   for entry in data["layers"]]
         totals = data.get("totals", {})
         return cls(data.get("budget", {}), layers, totals.get("flops_before", 0), totals.get("flops_after", 0),
-                   pruning=data.get("pruning"))
+                   pruning=data.get("pruning"), data=data.get("data"))
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -7,6 +7,7 @@ level serves all), and the cheapest rank is always scored so the cheapest plan s
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -139,18 +140,35 @@ def offered_ranks(info: LayerInfo, methods: Sequence[str],
 
 def search(scorers: Mapping[str, LayerScorer], methods: Mapping[str, Sequence[str]],
            levels: Sequence[float] = DEFAULT_LEVELS, progress: Progress | None = None,
-           rank_multiple: int = 1) -> dict[str, LayerFront]:
-    """Fronts for every layer in `methods` ({layer name: method names}), scored by its scorer."""
-    fronts = {}
-    for done, (name, names) in enumerate(methods.items(), start=1):
+           rank_multiple: int = 1, jobs: int = 1) -> dict[str, LayerFront]:
+    """Fronts for every layer in `methods` ({layer name: method names}), scored by its scorer.
+
+    `jobs` > 1 searches that many layers at once in threads: each layer's search is independent and
+    deterministic, and numpy, tensorly and TensorFlow run their heavy kernels outside the GIL, so the fronts are
+    the same as with one job (tested) without copying the captured samples into other processes.
+    """
+    def one(name: str) -> LayerFront:
         scorer = scorers[name]
-        ranks, reasons = offered_ranks(scorer.info, names, rank_multiple)
+        ranks, reasons = offered_ranks(scorer.info, methods[name], rank_multiple)
         points = [point for method, candidates in ranks.items()
                   for point in search_method(scorer, method, candidates, levels)]
-        fronts[name] = LayerFront(scorer.info, points, reasons, ranks)
-        if progress:
-            progress("search", done, len(methods))
-    return fronts
+        return LayerFront(scorer.info, points, reasons, ranks)
+
+    if jobs <= 1 or len(methods) <= 1:
+        fronts = {}
+        for done, name in enumerate(methods, start=1):
+            fronts[name] = one(name)
+            if progress:
+                progress("search", done, len(methods))
+        return fronts
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, name): name for name in methods}
+        found = {}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+            found[futures[future]] = future.result()
+            if progress:
+                progress("search", done, len(methods))
+    return {name: found[name] for name in methods}
 
 
 __all__ = ["DEFAULT_LEVELS", "LayerFront", "Point", "cheapest_meeting", "pareto",

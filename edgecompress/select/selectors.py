@@ -67,12 +67,12 @@ class SimilaritySelector:
 
     def __init__(self, tasks: Mapping[str, LayerTask], scorers: Mapping[str, LayerScorer], levels: Sequence[float],
                  rule: str = "allocate", progress: Progress | None = None, loss: str = allocate.DEFAULT_LOSS,
-                 rank_multiple: int = 1):
+                 rank_multiple: int = 1, jobs: int = 1):
         if rule not in RULES or loss not in allocate.LOSSES:
             raise ConfigError(f"unknown allocation rule {rule!r} or loss {loss!r}; rules: {', '.join(RULES)}, "
                               f"losses: {', '.join(allocate.LOSSES)}")
         searched = {name: task.methods for name, task in tasks.items() if task.searched}
-        self.fronts: dict[str, LayerFront] = search(scorers, searched, levels, progress, rank_multiple)
+        self.fronts: dict[str, LayerFront] = search(scorers, searched, levels, progress, rank_multiple, jobs)
         self.scorers = dict(scorers)
         self.rule, self.loss = rule, loss
         self.reasons: dict[str, str] = {}  # why a searched layer was kept, when the plan needs more than the budget

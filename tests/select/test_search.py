@@ -70,3 +70,16 @@ def test_layer_front_includes_the_layer_as_it_is():
     front = LayerFront(info, [Point("svd", (1,), 14, 20, 0.7)])
     assert [p.method for p in front.front("params")] == ["svd", None]
     assert front.front("params")[-1].similarity == 1.0
+
+
+def test_parallel_search_gives_the_same_plan_as_one_job():
+    """--jobs N searches layers in threads; each layer's search is deterministic and independent, so the plan
+    (methods, ranks, similarities to 1e-6 as written) is identical."""
+    from edgecompress.compress import CompressConfig, compress
+    from tests.graph.architectures import resnet_style
+
+    model = resnet_style()
+    x = np.random.default_rng(4).random((64, 16, 16, 3), dtype=np.float32)
+    plans = [compress(model, x, CompressConfig(budget="params=0.4", methods="tucker,cp,svd", samples_per_layer=128,
+                                               jobs=jobs)).plan.to_json() for jobs in (1, 2)]
+    assert plans[0]["layers"] == plans[1]["layers"]
