@@ -128,6 +128,19 @@ def as_calibration(calibration, model: keras.Model | None = None) -> tuple[np.nd
     return source.arrays(None if source.in_memory else CALIBRATION_LIMIT)
 
 
+def _finetune_inputs(data, model: keras.Model):
+    """(x or a streamed tf.data.Dataset, labels or None, the first samples as (x, y) arrays for checks and the
+    accuracy judge). A Dataset is streamed by finetune, never read whole; anything else is read as calibration."""
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        from edgecompress.sources import open_source
+
+        return data, None, open_source(data, model=model).arrays(CALIBRATION_LIMIT)
+    x, y = as_calibration(data, model)
+    return x, y, (x, y)
+
+
 def _task_cost(task: LayerTask, kind: str) -> int:
     if task.fixed:
         method, rank = task.fixed
@@ -144,7 +157,8 @@ def _analytic_cheapest(tasks: Mapping[str, LayerTask], kind: str) -> int:
     total = _fixed_cost(tasks, kind)
     for task in tasks.values():
         if task.searched:
-            total += min(getattr(get(m).cost(task.info, r), kind) for m in task.methods for r in get(m).ranks(task.info))
+            total += min(getattr(get(m).cost(task.info, r), kind)
+                         for m in task.methods for r in get(m).ranks(task.info))
     return total
 
 
@@ -185,7 +199,8 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
              finetune_data=None, progress: Progress | None = None) -> Compressed:
     """Compress `model` under `config`, choosing ranks on `calibration` (inputs, or (inputs, labels)).
 
-    `finetune_data` (inputs, labels-or-None) fine-tunes the whole compressed model once afterwards; with
+    `finetune_data` (inputs, labels-or-None), or a tf.data.Dataset of (x, y) batches streamed through the
+    fine-tune, fine-tunes the whole compressed model once afterwards (under config.finetune.distribute); with
     config.finetune.distill the original model's outputs are the targets, so labels may be None.
     `config.select="fbp"` prunes filters instead of factorizing; `config.prune` prunes first, then factorizes.
 
@@ -199,10 +214,10 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
     check_labels(model, y, config.calibration_name)
     recovery = None
     if finetune_data is not None:  # checked before the search, which may take minutes
-        fx, fy = as_calibration(finetune_data, model)
-        check_calibration(model, fx, "fine-tuning data")
-        check_labels(model, fy, "fine-tuning data")
-        recovery = (fx, fy) if fy is not None else None
+        fx, fy, first = _finetune_inputs(finetune_data, model)
+        check_calibration(model, first[0], "fine-tuning data")
+        check_labels(model, first[1], "fine-tuning data")
+        recovery = first if first[1] is not None else None
     if config.select == "fbp" or config.prune is not None:
         compressed, plan, stats = _compress_pruning(model, x, y, config, recovery, progress)
     else:
@@ -211,7 +226,8 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         started = time.perf_counter()
         result = finetune(compressed, fx, fy, config.finetune or FinetuneConfig(), teacher=model, progress=progress)
         stats.update(finetune_s=time.perf_counter() - started, finetune_epochs=result.epochs_run,
-                     finetune_learning_rate=result.learning_rate)
+                     finetune_learning_rate=result.learning_rate, finetune_strategy=result.strategy,
+                     finetune_replicas=result.replicas)
     return Compressed(compressed, plan, stats)
 
 

@@ -68,3 +68,29 @@ def test_a_bad_folder_is_one_line_and_writes_nothing(stored, tmp_path):
     result = cli("compress", "zoo:lenet5", "--data", tmp_path / "flat", *FAST, "-o", tmp_path / "out")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "flat" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_folder_streams_through_the_finetune(stored):
+    """--finetune-data FOLDER is streamed batch by batch (plan.json says so), not read into memory."""
+    out = stored / "streamed"
+    result = cli("compress", "zoo:lenet5", "--data", stored / "data.npz", "--finetune-data", stored / "folder",
+                 "--epochs", "1", "--learning-rate", "1e-3", *FAST, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuning" in result.stdout
+    record = json.loads((out / "plan.json").read_text())["data"]["finetune"]
+    assert record["kind"] == "folder" and record["streamed"] is True and record["samples_used"] == SAMPLES
+
+
+def test_a_dataset_fine_tunes_through_the_api(stored):
+    from edgecompress import models
+    from edgecompress.compress import CompressConfig, compress
+    from edgecompress.finetune import FinetuneConfig
+
+    arrays = np.load(stored / "data.npz")
+    x, y = arrays["x"].astype(np.float32) / 255, arrays["y"]
+    config = CompressConfig(budget="params=0.5", methods="svd,tucker",
+                            finetune=FinetuneConfig(epochs=1, learning_rate=1e-3))
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    compressed = compress(models.load("zoo:lenet5"), (x, y), config, finetune_data=batches)
+    assert compressed.stats["finetune_epochs"] == 1 and compressed.stats["finetune_strategy"] == "none"
+    assert np.isfinite(compressed.model.predict(x[:8], verbose=0)).all()

@@ -14,6 +14,7 @@ BUDGET_HELP = "params=F | flops=F (fraction of the conv/dense layers' original) 
 DEFAULT_LATENCY_GUARD = "host"
 PREPROCESS_HELP_SHORT = ("how stored images become model inputs: none (default), scale01, scale-1-1, "
                          "imagenet-caffe, imagenet-torch; declared once, recorded in plan.json")
+MIRRORED_CPU_REPLICAS = 2  # logical CPU devices for --distribute mirrored on a host without GPUs
 CALIBRATION_LIMIT = 4096  # samples read from a folder or TFRecords for calibration (an .npz is read whole)
 
 
@@ -76,6 +77,14 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--jobs", type=int, default=None,
                        help="layers searched at once, in threads sharing the captured samples (default: the cores "
                             "this process may use); the plan is the same for any value")
+    group.add_argument("--distribute", default="auto", metavar="STRATEGY",
+                       help="fine-tuning under tf.distribute: auto (multiworker when TF_CONFIG names several "
+                            "workers, mirrored on several local GPUs, else none), none, mirrored (all local GPUs, "
+                            f"or {MIRRORED_CPU_REPLICAS} logical CPUs), multiworker (TF_CONFIG; start one process "
+                            "per worker, each with the same arguments; the first worker writes OUT). --batch-size "
+                            "is per replica; the learning rate scales with the replicas")
+    group.add_argument("--distribute-timeout", type=float, default=60.0, metavar="S",
+                       help="seconds a multiworker run waits for its peers before failing (default 60)")
     group.add_argument("--learning-rate", default="auto",
                        help="fine-tuning peak learning rate, or 'auto' (default): probe 1e-3, 5e-4, 2e-4, 1e-4 on "
                             "short runs and keep the one with the lowest validation loss")
@@ -120,9 +129,15 @@ def build_config(args):
     if args.prune is not None:
         check_ratio(args.prune)
     get_criterion(args.prune_criterion)
+    if args.distribute not in ("auto", "none") and not (args.finetune_data or args.distill):
+        raise ConfigError(f"--distribute {args.distribute} distributes fine-tuning: give --finetune-data TRAIN "
+                          "(or --distill)")
+    if args.distribute_timeout <= 0:
+        raise ConfigError(f"--distribute-timeout must be > 0 seconds, got {args.distribute_timeout:g}")
     finetune = FinetuneConfig(epochs=args.epochs or 2, distill=args.distill,
                               learning_rate=check_learning_rate(args.learning_rate),
-                              batch_size=args.batch_size, seed=args.seed)
+                              batch_size=args.batch_size, seed=args.seed,
+                              distribute=args.distribute, distribute_timeout_s=args.distribute_timeout)
     budget = parse_budget(args.budget)
     return CompressConfig(methods=args.methods, select=args.select, budget=budget,
                           metric=args.metric or DEFAULT_METRIC, decompose=args.decompose,
@@ -160,14 +175,36 @@ def _load_inputs(args, config):
     calibration_source = open_source(args.data, **options)
     calibration = calibration_source.arrays(None if calibration_source.in_memory else CALIBRATION_LIMIT)
     records = {"calibration": {**calibration_source.to_record(), "samples_used": len(calibration[0])}}
-    finetune_data = None
+    finetune_data, finetune_source = None, None
     if args.finetune_data:
-        source = open_source(args.finetune_data, need_labels=not args.distill, **options)
-        finetune_data = source.arrays()
-        records["finetune"] = {**source.to_record(), "samples_used": len(finetune_data[0])}
+        finetune_source = open_source(args.finetune_data, need_labels=not args.distill, **options)
+        if finetune_source.in_memory:
+            finetune_data = finetune_source.arrays()
+            records["finetune"] = {**finetune_source.to_record(), "samples_used": len(finetune_data[0])}
+        else:  # streamed batch by batch through the fine-tune, never read whole
+            finetune_data = finetune_source.batches(args.batch_size)
+            records["finetune"] = {**finetune_source.to_record(), "samples_used": finetune_source.count,
+                                   "streamed": True}
     elif args.distill:
         finetune_data = calibration
-    return model, calibration, finetune_data, records
+    return model, calibration, finetune_data, records, finetune_source
+
+
+def _start_distribution(args) -> bool:
+    """Set up what --distribute needs before TensorFlow runs anything: the multi-worker cluster (waiting at most
+    --distribute-timeout for the peers) or logical CPUs for mirrored without GPUs. Whether this process writes
+    the outputs: every process but the first worker of a multi-worker run does."""
+    if not (args.finetune_data or args.distill):
+        return True
+    from edgecompress import distribute
+
+    name = distribute.resolve(distribute.check_name(args.distribute))
+    if name == "multiworker":
+        distribute.strategy_for(name, args.distribute_timeout)
+        return distribute.is_leader()
+    if name == "mirrored" and not distribute.local_gpus():
+        distribute.split_cpu(MIRRORED_CPU_REPLICAS)
+    return True
 
 
 @contextlib.contextmanager
@@ -209,7 +246,15 @@ def _summary(compressed, out_dir: Path) -> str:
             f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "
             + (f"pruning {stats['prune_s']:.1f}s" if plan.budget.get("select") == "fbp" else
                f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s")
-            + (f", fine-tuning {stats['finetune_s']:.1f}s" if "finetune_s" in stats else "") + _latency_line(plan))
+            + _finetune_text(stats) + _latency_line(plan))
+
+
+def _finetune_text(stats: dict) -> str:
+    if "finetune_s" not in stats:
+        return ""
+    replicas = stats.get("finetune_replicas", 1)
+    where = f" on {replicas} replicas ({stats['finetune_strategy']})" if replicas > 1 else ""
+    return f", fine-tuning {stats['finetune_s']:.1f}s{where}"
 
 
 def _latency_line(plan) -> str:
@@ -232,12 +277,32 @@ def run(args) -> int:
     from edgecompress.io import terminate_as_interrupt
 
     config = build_config(args)
+    writes_outputs = _start_distribution(args)
     with terminate_as_interrupt():
-        model, calibration, finetune_data, records = _load_inputs(args, config)
+        model, calibration, finetune_data, records, finetune_source = _load_inputs(args, config)
+        if not writes_outputs:
+            with progress_reporter() as progress, _reading(finetune_source):
+                compress(model, calibration, config, finetune_data=finetune_data, progress=progress)
+            print(f"{args.out}: fine-tuned as a multiworker peer; the first worker writes model.keras and plan.json")
+            return 0
         with _output_dir(Path(args.out)) as out_dir:
-            with progress_reporter() as progress:
+            with progress_reporter() as progress, _reading(finetune_source):
                 compressed = compress(model, calibration, config, finetune_data=finetune_data, progress=progress)
             compressed.plan.data = records
             write_outputs(out_dir, compressed)
     print(_summary(compressed, out_dir))
     return 0
+
+
+@contextlib.contextmanager
+def _reading(source):
+    """A TensorFlow read error while streaming `source` becomes the DataError naming the file."""
+    if source is None or source.in_memory:
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise source.diagnose(error) from None

