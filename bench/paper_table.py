@@ -72,6 +72,8 @@ def pruning_row(run, label: str, fraction: float, train, test, original, args) -
         compressed = compress(run.original, (run.x, run.y), config)
     except BudgetError as error:
         return {**row, "note": str(error)[:80]}, None
+    if compressed.plan.budget.get("prune_asked") == "auto":
+        row["note"] = f"auto: prune {compressed.plan.budget['prune']:g}"
     return compress_table.scored_row(row, compressed.model, compressed.plan, train, test, original, args), \
         compressed.model
 
@@ -280,7 +282,7 @@ def markdown(rows: list[dict], args, header: list[str], minutes: float) -> str:
                   f"--ladder {ladder} --train {args.train} --test {args.test} --epochs {args.epochs} "
                   f"--learning-rate {args.learning_rate}"
                   + ("" if list(args.selections) == list(SELECTIONS) else f" --selections {','.join(args.selections)}")
-                  + (f" --prune {args.prune:g} --prune-criterion {args.prune_criterion}"
+                  + (f" --prune {args.prune} --prune-criterion {args.prune_criterion}"
                      if set(args.selections) & set(PRUNING_ROWS) else "")
                   + (f" --out {args.out}" if args.out != RESULTS / "paper_table" else "") + "`"]
     return "\n".join(lines) + "\n"
@@ -307,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=lambda t: t if t == "auto" else float(t), default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prune", type=float, default=0.2, help="fbp+hybrid: fraction of channels pruned first")
+    parser.add_argument("--prune", type=lambda t: t if t == "auto" else float(t), default=0.2,
+                        help="fbp+hybrid: fraction of channels pruned first, or auto (the DSE picks 0, 0.1 or 0.2)")
     parser.add_argument("--prune-criterion", default="energy", help="fbp rows: energy, l1 or l2")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_table")
     parser.add_argument("--render", type=Path, metavar="RUN.json", help="only rewrite RUN.md from a saved RUN.json")

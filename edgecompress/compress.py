@@ -32,7 +32,13 @@ from edgecompress.prune.criteria import DEFAULT_CRITERION, get_criterion
 from edgecompress.select import allocate, budgets, fbp
 from edgecompress.select.allocate import DEFAULT_LOSS
 from edgecompress.select.baselines import DEFAULT_KNOBS
-from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, DEFAULT_SAMPLES_PER_LAYER, capture, check_calibration
+from edgecompress.select.capture import (
+    DEFAULT_MEMORY_CAP_BYTES,
+    DEFAULT_SAMPLES_PER_LAYER,
+    MIN_SAMPLES_PER_LAYER,
+    capture,
+    check_calibration,
+)
 from edgecompress.select.overrides import resolve_overrides
 from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
 from edgecompress.select.search import DEFAULT_LEVELS, Point
@@ -49,6 +55,9 @@ from edgecompress.select.similarity import DEFAULT_METRIC, get_metric
 from edgecompress.select.tasks import LayerTask, make_tasks
 
 ACCURACY_SEARCH_STEPS = 7
+# --prune auto: the pruning fractions tried before factorizing (0: factorize only); the one whose compressed model
+# judges best on the calibration data is kept, the smaller fraction on a tie.
+AUTO_PRUNE_RATIOS = (0.0, 0.1, 0.2)
 
 
 @dataclass
@@ -79,7 +88,8 @@ class CompressConfig:
     align_ranks: bool = True                   # with a cost table: offer ranks on the target's channel tile
     calibration_name: str = "calibration data"
     seed: int = 0
-    prune: float | None = None                # remove this fraction of the prunable channels, then factorize
+    prune: float | str | None = None          # remove this fraction of the prunable channels, then factorize;
+                                              # "auto": the fraction in AUTO_PRUNE_RATIOS that judges best
     prune_criterion: str = DEFAULT_CRITERION  # energy, l1 or l2 (edgecompress.prune.criteria)
     prune_refit: bool = True                  # refit the layers reading pruned channels on the calibration data
     jobs: int | None = None                   # layers searched at once, in threads; None: the cores available
@@ -110,12 +120,22 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 CALIBRATION_LIMIT = 4096  # samples taken from a tf.data.Dataset, an iterator or a folder
+CALIBRATION_BYTES = DEFAULT_MEMORY_CAP_BYTES  # ... and no more inputs than fit in this (float32)
+
+
+def calibration_limit(model: keras.Model | None) -> int:
+    """Samples read from a streamed source for calibration: CALIBRATION_LIMIT, fewer where that many inputs would
+    take more than CALIBRATION_BYTES (224x224x3 inputs: 1783), never fewer than MIN_SAMPLES_PER_LAYER."""
+    if model is None:
+        return CALIBRATION_LIMIT
+    sample_bytes = 4 * sum(math.prod(int(n or 1) for n in tensor.shape[1:]) for tensor in model.inputs)
+    return max(MIN_SAMPLES_PER_LAYER, min(CALIBRATION_LIMIT, CALIBRATION_BYTES // max(sample_bytes, 1)))
 
 
 def as_calibration(calibration, model: keras.Model | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """An array of inputs, an (x, y) pair, a mapping with 'x' (and 'y'), or any source edgecompress.sources
     opens (a tf.data.Dataset or iterator of x or (x, y) batches, a folder, TFRecords: its first
-    CALIBRATION_LIMIT samples)."""
+    calibration_limit(model) samples)."""
     if isinstance(calibration, Mapping):
         return np.asarray(calibration["x"]), calibration.get("y")
     if isinstance(calibration, (tuple, list)) and len(calibration) == 2:
@@ -125,7 +145,7 @@ def as_calibration(calibration, model: keras.Model | None = None) -> tuple[np.nd
     from edgecompress.sources import open_source
 
     source = open_source(calibration, model=model)
-    return source.arrays(None if source.in_memory else CALIBRATION_LIMIT)
+    return source.arrays(None if source.in_memory else calibration_limit(model))
 
 
 def _finetune_inputs(data, model: keras.Model):
@@ -136,7 +156,7 @@ def _finetune_inputs(data, model: keras.Model):
     if isinstance(data, tf.data.Dataset):
         from edgecompress.sources import open_source
 
-        return data, None, open_source(data, model=model).arrays(CALIBRATION_LIMIT)
+        return data, None, open_source(data, model=model).arrays(calibration_limit(model))
     x, y = as_calibration(data, model)
     return x, y, (x, y)
 
@@ -177,7 +197,7 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
             raise BudgetError(f"budget {budget.text!r}: latency budgets work with --select similarity or fbp; "
                               f"give {config.select} a params= or flops= budget")
     if config.prune is not None:
-        check_ratio(config.prune)
+        check_prune(config.prune)
         if config.select == "fbp":
             raise ConfigError("--prune F prunes before factorizing; with --select fbp the budget sets the pruning")
     get_criterion(config.prune_criterion)
@@ -186,6 +206,11 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
     if budget and budget.kind == "accuracy-drop" and y is None:
         raise BudgetError(f"budget {budget.text!r} needs labelled calibration data to measure accuracy; add "
                           f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
+
+
+def check_prune(prune: float | str) -> float | str:
+    """A pruning fraction in (0, 1), or "auto"."""
+    return prune if prune == "auto" else check_ratio(prune)
 
 
 def _check_reachable(budget, tasks, cheapest: int, methods: Sequence[str]) -> None:
@@ -255,8 +280,8 @@ def judge_accuracy_pct(model: keras.Model, x, y, recovery, seed: int) -> float:
 
 def _compress_pruning(model: keras.Model, x, y, config: CompressConfig, recovery, progress
                       ) -> tuple[keras.Model, Plan, dict]:
-    """--select fbp: prune to the budget. --prune F: prune F of the channels, then factorize the rest under the
-    budget restated on the pruned model; the plan records both steps per layer, costs against the original."""
+    """--select fbp: prune to the budget. --prune F (or auto): prune, then factorize the rest under the budget
+    restated on the pruned model; the plan records both steps per layer, costs against the original."""
     budget = budgets.parse_budget(config.budget)
     _check_inputs(budget, y, config)
     folded, _ = fold_batchnorm(normalize(model))
@@ -270,19 +295,57 @@ def _compress_pruning(model: keras.Model, x, y, config: CompressConfig, recovery
         layers = fbp.pruned_layer_plans(describe(folded), pruned)
         compressed = pruned.model
     else:
-        pruned = pruner.by_ratio(config.prune)
-        inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
-        inner = dataclasses.replace(config, prune=None, budget=inner_budget)
-        reference_pct = top1_pct(folded, x, y) if budget and budget.kind == "accuracy-drop" else None
-        compressed, inner_plan, stats = _factorize(pruned.model, x, y, inner, recovery, progress, reference_pct)
-        if budget and budget.kind == "latency":  # the factorized layers' ms against the original's
-            stats["latency_before_ms"] = before
-        layers = fbp.pruned_layer_plans(describe(folded), pruned, {layer.name: layer for layer in inner_plan.layers})
-        stats["budget_after_pruning"] = inner_plan.budget
+        compressed, layers, pruned, stats = _prune_then_factorize(folded, pruner, x, y, config, budget, table,
+                                                                  recovery, progress)
     stats.update(prune_s=time.perf_counter() - started, prune_criterion=config.prune_criterion)
     record = _pruning_record(budget, config, layers, stats)
     flops = [sum(info.flops for info in describe(m)) for m in (folded, compressed)]
     return compressed, Plan(record, layers, *flops, pruning=pruned.to_json()), stats
+
+
+def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: CompressConfig, budget, table,
+                          recovery, progress) -> tuple[keras.Model, list, Pruned, dict]:
+    """--prune F: prune F of the channels, then factorize under the restated budget. --prune auto: do that for
+    each fraction in AUTO_PRUNE_RATIOS and keep the compressed model that judges best on the calibration data
+    (top-1 with labels, else top-1 agreement with the original), the smaller fraction on a tie."""
+    ratios = AUTO_PRUNE_RATIOS if config.prune == "auto" else (config.prune,)
+    reference_pct = top1_pct(folded, x, y) if budget and budget.kind == "accuracy-drop" else None
+    best, judged, last_error = None, {}, None
+    for ratio in ratios:
+        pruned = pruner.by_ratio(ratio) if ratio else pruner.pruned(set())
+        inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
+        inner = dataclasses.replace(config, prune=None, budget=inner_budget)
+        try:
+            compressed, inner_plan, stats = _factorize(pruned.model, x, y, inner, recovery, progress, reference_pct)
+        except BudgetError as error:
+            if len(ratios) == 1:
+                raise
+            last_error = error
+            continue
+        if budget and budget.kind == "latency":  # the factorized layers' ms against the original's
+            stats["latency_before_ms"] = before
+        layers = fbp.pruned_layer_plans(describe(folded), pruned, {layer.name: layer for layer in inner_plan.layers})
+        stats.update(budget_after_pruning=inner_plan.budget, prune_ratio=ratio)
+        if len(ratios) > 1:
+            judged[ratio] = _judged_fidelity_pct(compressed, folded, x, y, recovery, config.seed)
+            if progress:
+                progress(f"prune {ratio:g} then factorize: judged {judged[ratio]:.2f}%", len(judged), len(ratios))
+        if best is None or judged.get(ratio, 0.0) > judged[best[3]["prune_ratio"]]:
+            best = (compressed, layers, pruned, stats)
+    if best is None:
+        raise last_error
+    if judged:
+        best[3]["prune_judged_pct"] = {f"{ratio:g}": round(pct, 4) for ratio, pct in judged.items()}
+    return best
+
+
+def _judged_fidelity_pct(model: keras.Model, original: keras.Model, x, y, recovery, seed: int) -> float:
+    """Top-1 (%) on the labelled calibration data (after a brief fine-tune with fine-tuning data), or without
+    labels the share (%) of calibration inputs where the model's top-1 is the original's."""
+    if y is not None:
+        return judge_accuracy_pct(model, x, y, recovery, seed)
+    reference = np.argmax(original.predict(x, verbose=0), axis=-1)
+    return 100.0 * float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == reference))
 
 
 def _budget_after_pruning(budget, folded: keras.Model, pruned: Pruned, table) -> tuple[Any, float | None]:
@@ -300,8 +363,10 @@ def _budget_after_pruning(budget, folded: keras.Model, pruned: Pruned, table) ->
 def _pruning_record(budget, config: CompressConfig, layers, stats: dict) -> dict:
     """plan.json's "budget" for a run that pruned: what was asked and what was achieved."""
     data = budget.to_json() if budget else {"text": None, "kind": None, "value": None, "target": None}
-    data.update(select=config.select, prune=config.prune, criterion=config.prune_criterion,
+    data.update(select=config.select, prune=stats.get("prune_ratio", config.prune), criterion=config.prune_criterion,
                 achieved=achieved_fractions(layers))
+    if config.prune == "auto":
+        data.update(prune_asked="auto", prune_judged_pct=stats.get("prune_judged_pct"))
     if config.select == "fbp" and budget is None:
         data["prune"] = fbp.DEFAULT_RATIO
     if "budget_after_pruning" in stats:
@@ -518,6 +583,9 @@ class CompressionRun:
     def plan(self, selector: Selector, choices: Mapping[str, Point], finals: Mapping[str, tuple],
              compressed: keras.Model) -> Plan:
         layers = layer_plans(self.tasks, choices, finals, selector.reasons, self._kept_reason())
+        for layer in layers:
+            if layer.name in selector.scorers:
+                layer.notes = tuple(selector.scorers[layer.name].samples.input_notes())
         flops_before = sum(info.flops for info in describe(self.folded))
         flops_after = sum(info.flops for info in describe(compressed))
         return Plan(self._budget_record(layers), layers, flops_before, flops_after)

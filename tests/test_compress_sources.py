@@ -94,3 +94,20 @@ def test_a_dataset_fine_tunes_through_the_api(stored):
     compressed = compress(models.load("zoo:lenet5"), (x, y), config, finetune_data=batches)
     assert compressed.stats["finetune_epochs"] == 1 and compressed.stats["finetune_strategy"] == "none"
     assert np.isfinite(compressed.model.predict(x[:8], verbose=0)).all()
+
+
+def test_calibration_from_a_stream_stays_within_its_byte_cap(monkeypatch):
+    """A streamed calibration source is read up to CALIBRATION_LIMIT samples or CALIBRATION_BYTES of inputs,
+    whichever comes first (224x224x3 float32 inputs: 1783 samples in 1 GiB)."""
+    import keras
+
+    compress_module = sys.modules["edgecompress.compress"]  # the package exports the function under this name
+
+    big = keras.Sequential([keras.Input((224, 224, 3)), keras.layers.Conv2D(4, 3)])
+    assert compress_module.calibration_limit(big) == (1 << 30) // (224 * 224 * 3 * 4) == 1783
+    small = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)])
+    assert compress_module.calibration_limit(small) == compress_module.CALIBRATION_LIMIT
+    monkeypatch.setattr(compress_module, "CALIBRATION_BYTES", 50 * 8 * 8 * 4)
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((300, 8, 8, 1), np.float32)).batch(32)
+    x, _ = compress_module.as_calibration(dataset, small)
+    assert len(x) == 50

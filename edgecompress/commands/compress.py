@@ -2,6 +2,7 @@
 the layers, optionally fine-tune once; writes OUT/model.keras and OUT/plan.json together or not at all."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 from pathlib import Path
 
@@ -15,7 +16,6 @@ DEFAULT_LATENCY_GUARD = "host"
 PREPROCESS_HELP_SHORT = ("how stored images become model inputs: none (default), scale01, scale-1-1, "
                          "imagenet-caffe, imagenet-torch; declared once, recorded in plan.json")
 MIRRORED_CPU_REPLICAS = 2  # logical CPU devices for --distribute mirrored on a host without GPUs
-CALIBRATION_LIMIT = 4096  # samples read from a folder or TFRecords for calibration (an .npz is read whole)
 
 
 def register(subparsers) -> None:
@@ -36,10 +36,11 @@ def register(subparsers) -> None:
     parser.add_argument("--select", default="similarity",
                         help="rank selection: similarity (ours) or a baseline: vbmf, energy, uniform; or fbp: "
                              "filter pruning instead of factorization, under the same budgets")
-    parser.add_argument("--prune", type=float, metavar="F",
+    parser.add_argument("--prune", type=_prune_value, metavar="F",
                         help="first remove this fraction (0 < F < 1) of the prunable filters (channels tied by "
                              "residual adds, concatenations and depthwise convs go together), then factorize what "
-                             "remains; --budget stays relative to the original model")
+                             "remains; --budget stays relative to the original model. auto: try 0, 0.1 and 0.2 "
+                             "and keep the one whose compressed model judges best on --data")
     parser.add_argument("--prune-criterion", default="energy", metavar="NAME",
                         help="which filters go first: energy (the energy each channel puts into the layers that "
                              "read it, on --data; default) or l1 / l2 (filter norm, the classic FBP); the layers "
@@ -103,6 +104,15 @@ def add_latency_guard_arguments(group) -> None:
                        help="offer every block, timed or not (FLOPs and params only, as before the guard)")
 
 
+def _prune_value(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction: give 0 < F < 1, e.g. 0.2, or auto") from None
+
+
 def _overrides(specs: list[str]) -> dict[str, str]:
     overrides = {}
     for spec in specs:
@@ -115,9 +125,8 @@ def _overrides(specs: list[str]) -> dict[str, str]:
 
 
 def build_config(args):
-    from edgecompress.compress import CompressConfig
+    from edgecompress.compress import CompressConfig, check_prune
     from edgecompress.finetune import FinetuneConfig, check_learning_rate
-    from edgecompress.prune import check_ratio
     from edgecompress.prune.criteria import get_criterion
     from edgecompress.select.budgets import parse_budget
     from edgecompress.select.similarity import DEFAULT_METRIC
@@ -127,7 +136,7 @@ def build_config(args):
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     if args.prune is not None:
-        check_ratio(args.prune)
+        check_prune(args.prune)
     get_criterion(args.prune_criterion)
     if args.distribute not in ("auto", "none") and not (args.finetune_data or args.distill):
         raise ConfigError(f"--distribute {args.distribute} distributes fine-tuning: give --finetune-data TRAIN "
@@ -167,13 +176,14 @@ def _cost_table_if_needed(args, budget):
 def _load_inputs(args, config):
     """The model, calibration (x, y) and fine-tuning (x, y) arrays, and plan.json's record of where they came from."""
     from edgecompress import models
+    from edgecompress.compress import calibration_limit
     from edgecompress.sources import check_preprocess, open_source
 
     check_preprocess(args.preprocess)
     model = models.load(args.model)
     options = dict(model=model, preprocess=args.preprocess, feature_spec=args.tfrecord_spec)
     calibration_source = open_source(args.data, **options)
-    calibration = calibration_source.arrays(None if calibration_source.in_memory else CALIBRATION_LIMIT)
+    calibration = calibration_source.arrays(None if calibration_source.in_memory else calibration_limit(model))
     records = {"calibration": {**calibration_source.to_record(), "samples_used": len(calibration[0])}}
     finetune_data, finetune_source = None, None
     if args.finetune_data:
@@ -241,6 +251,8 @@ def _summary(compressed, out_dir: Path) -> str:
     replaced = sum(1 for layer in plan.layers if layer.method)
     pruned = sum(1 for layer in plan.layers if layer.channels and layer.channels[1] < layer.channels[0])
     pruned_text = f", {pruned} pruned" if plan.pruning is not None else ""
+    if plan.budget.get("prune_asked") == "auto":
+        pruned_text += f" (--prune auto chose {plan.budget['prune']:g})"
     return (f"{out_dir}: {replaced}/{len(plan.layers)} layers factorized{pruned_text}; "
             f"conv params cut {100 * plan.cut('conv'):.1f}%, "
             f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "

@@ -27,6 +27,8 @@ MIN_SAMPLES_PER_LAYER = 16
 MAX_BATCH = 256
 # Share of the cap for the samples kept; the rest bounds one batch of activations in flight.
 STORED_SHARE = 0.75
+# A channel whose variance is below this share of the mean squared input counts as constant (float32 noise).
+CONSTANT_VARIANCE_SHARE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,29 @@ class LayerSamples:
         if dilation and any(d > 1 for d in dilation):
             taps = taps[(slice(None),) + tuple(slice(None, None, d) for d in dilation)]
         return input_stats(taps.reshape(-1, geometry.in_channels), (geometry.in_channels,)).second_moment
+
+    def input_notes(self) -> list[str]:
+        """What about these calibration inputs makes the input covariance rank-deficient (data-aware
+        decomposition regularizes it): zero or constant input channels, fewer patches than patch entries."""
+        geometry, notes = self.geometry, []
+        if len(self.patches) < geometry.patch_size:
+            notes.append(f"calibration: {len(self.patches)} input patches, fewer than the patch size "
+                         f"{geometry.patch_size}: input covariance regularized")
+        channels = self.patches.reshape(-1, geometry.in_channels).astype(np.float64)
+        if not len(channels):
+            return notes
+        scale = max(float(np.mean(channels ** 2)), np.finfo(np.float32).tiny)
+        zero = np.all(channels == 0.0, axis=0)
+        constant = ~zero & (channels.var(axis=0) <= CONSTANT_VARIANCE_SHARE * scale)
+        if zero.all():
+            notes.append("calibration: the input is all zero")
+        elif zero.any():
+            notes.append(f"calibration: {int(zero.sum())} of {geometry.in_channels} input channels are zero")
+        if constant.all():
+            notes.append("calibration: the input is constant")
+        elif constant.any():
+            notes.append(f"calibration: {int(constant.sum())} of {geometry.in_channels} input channels are constant")
+        return notes
 
 
 @dataclass

@@ -26,6 +26,7 @@ class LayerPlan:
     flops_after: int
     reason: str | None = None
     channels: tuple[int, int] | None = None  # filter pruning: (output channels before, kept)
+    notes: tuple[str, ...] = ()  # what was unusual about the layer's calibration inputs (capture)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -37,6 +38,10 @@ class LayerPlan:
             data.pop("channels")
         else:
             data["channels"] = list(self.channels)
+        if self.notes:
+            data["notes"] = list(self.notes)
+        else:
+            data.pop("notes")
         return data
 
 
@@ -87,7 +92,8 @@ class Plan:
             raise DataError(f"plan version {data.get('version')!r} is not supported; this edgecompress reads "
                             f"version {PLAN_VERSION}: recompress the model to write a new plan")
         layers = [LayerPlan(**{**entry, "rank": tuple(entry["rank"]) if entry.get("rank") else None,
-                               "channels": tuple(entry["channels"]) if entry.get("channels") else None})
+                               "channels": tuple(entry["channels"]) if entry.get("channels") else None,
+                               "notes": tuple(entry.get("notes", ()))})
                   for entry in data["layers"]]
         totals = data.get("totals", {})
         return cls(data.get("budget", {}), layers, totals.get("flops_before", 0), totals.get("flops_after", 0),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecompress.compress import CompressConfig, compress
+from edgecompress.compress import AUTO_PRUNE_RATIOS, CompressConfig, compress
+from edgecompress.finetune import top1_pct
 from tests.graph.architectures import resnet_style
 from tests.test_compress import _FlopsTable
 
@@ -49,3 +50,25 @@ def test_prune_then_factorize_meets_the_budget_on_the_original(model_and_data, b
     assert _achieved(plan, kind) <= float(value.split("@")[0]) + 1e-6
     assert plan.budget["prune"] == 0.2 and plan.pruning is not None
     assert any(layer.channels and layer.channels[1] < layer.channels[0] for layer in plan.layers)
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_prune_auto_keeps_the_fraction_that_judges_best(model_and_data, labelled):
+    """--prune auto compresses at each fraction of AUTO_PRUNE_RATIOS under the same budget and keeps the one
+    whose model judges best on the calibration data (top-1 with labels, top-1 agreement with the original
+    without): the kept model's own score is the best recorded, and ties go to the smaller fraction."""
+    model, x, y = model_and_data
+    config = CompressConfig(prune="auto", budget="params=0.4", methods="tucker,svd", decompose="plain",
+                            capture="independent")
+    result = compress(model, (x, y) if labelled else x, config)
+    budget = result.plan.budget
+    judged = {float(ratio): pct for ratio, pct in budget["prune_judged_pct"].items()}
+    assert budget["prune_asked"] == "auto" and set(judged) <= set(AUTO_PRUNE_RATIOS) and len(judged) >= 2
+    best = max(judged.values())
+    assert budget["prune"] == min(ratio for ratio, pct in judged.items() if pct == best)
+    assert budget["achieved"]["params"] <= 0.4 + 1e-6
+    if labelled:
+        assert top1_pct(result.model, x, y) == pytest.approx(best, abs=1e-3)
+    else:
+        agreement = np.argmax(result.model.predict(x, verbose=0), -1) == np.argmax(model.predict(x, verbose=0), -1)
+        assert 100 * agreement.mean() == pytest.approx(best, abs=1e-3)

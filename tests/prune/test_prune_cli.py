@@ -53,3 +53,12 @@ def test_prune_then_factorize_records_both_steps(saved):
     assert both, "some layer is pruned and then factorized"
     original = {layer["name"]: layer["params_before"] for layer in plan["layers"]}
     assert sum(original.values()) == plan["totals"]["conv"]["params_before"] + plan["totals"]["dense"]["params_before"]
+
+
+def test_a_prune_value_that_is_neither_a_fraction_nor_auto_is_exit_2(saved):
+    """(A fraction outside (0, 1) is tests/test_bad_inputs.py's case.)"""
+    result = cli("compress", saved / "seq.keras", "--data", saved / "calib.npz", "--prune", "half",
+                 "-o", saved / "bad")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'half' is not a fraction" in result.stderr and "auto" in result.stderr
+    assert not (saved / "bad").exists()

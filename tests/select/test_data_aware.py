@@ -11,6 +11,7 @@ from edgecompress.factorize import applicable_pairs, get, registry
 from edgecompress.graph.layers import describe, layer_weights
 from edgecompress.select.capture import capture
 from edgecompress.select.factorcache import FactorCache
+from edgecompress.select.plan import Plan
 from edgecompress.select.score import LayerScorer, dilate, refit_output_factor
 from edgecompress.select.similarity import get_metric
 from tests.conftest import single_layer_model
@@ -188,3 +189,47 @@ def test_the_refit_bias_removes_the_mean_output_error_on_shifted_inputs():
 
     assert mean_error(truncated) > 1e-3 * scale
     assert mean_error(refitted) <= 1e-6 * scale
+
+
+def degenerate_inputs_model() -> keras.Model:
+    inputs = keras.Input((8, 8, 4))
+    hidden = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    hidden = keras.layers.Flatten()(hidden)
+    outputs = keras.layers.Dense(10, name="fc")(hidden)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_degenerate_inputs_compress_with_a_note_in_the_plan():
+    """A zero and a constant input channel on the conv, and 3 calibration images (3 patches of 288 entries on the
+    dense layer): compress finishes, every number is finite, and plan.json says what was unusual per layer."""
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype(np.float32)
+    x[..., 0] = 0.0
+    x[..., 1] = 2.5
+    result = compress(degenerate_inputs_model(), x, CompressConfig(budget="params=0.5", samples_per_layer=16))
+    notes = {layer.name: layer.notes for layer in result.plan.layers}
+    assert "calibration: 1 of 4 input channels are zero" in notes["conv"]
+    assert "calibration: 1 of 4 input channels are constant" in notes["conv"]
+    assert any("3 input patches, fewer than the patch size 288" in note for note in notes["fc"])
+    assert any(layer.method for layer in result.plan.layers)
+    assert all(np.isfinite(layer.similarity) for layer in result.plan.layers if layer.similarity is not None)
+    assert np.all(np.isfinite(result.model.predict(x, verbose=0)))
+    written = result.plan.to_json()
+    assert [entry.get("notes", []) for entry in written["layers"]] == [list(notes[n]) for n in ("conv", "fc")]
+    assert Plan.from_json(written).layers[0].notes == notes["conv"]
+
+
+@pytest.mark.parametrize("fill, note", [(0.0, "calibration: the input is all zero"),
+                                        (1.5, "calibration: the input is constant")])
+def test_an_all_zero_or_constant_input_is_noted(fill, note):
+    layer = keras.layers.Dense(4)
+    model = single_layer_model(layer, (6,))
+    info = describe(model)[-1]
+    samples = capture(model, np.full((40, 6), fill, np.float32), [info]).layers[info.name]
+    assert samples.input_notes() == [note]
+
+
+def test_ordinary_inputs_have_no_notes():
+    info, samples, *_ = layer_setup("svd", "dense")
+    assert samples.input_notes() == []
