@@ -29,3 +29,35 @@ def run_chain(layers, x):
     for layer in layers:
         x = layer(x)
     return np.asarray(x)
+
+
+_CLI_BATCH_DRIVER = r"""
+import contextlib, io, json, sys
+from edgecompress.cli import main
+results = {}
+for name, argv in json.loads(sys.stdin.read()).items():
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+    results[name] = {"returncode": code, "stderr": errors.getvalue()}
+print(json.dumps(results))
+"""
+
+
+def run_cli_batch(cases: dict[str, list[str]], timeout: float = 600) -> dict:
+    """{case: CompletedProcess-like (returncode, stderr)} of `edgecompress.cli.main(argv)` for each case, all in
+    one fresh process: the CLI's real entry point, with TensorFlow imported once instead of once per case
+    (about 6 s each). For cases that fail on their input; a case that depends on process state (signals,
+    exit on import) needs its own process."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    done = subprocess.run([sys.executable, "-c", _CLI_BATCH_DRIVER], input=json.dumps(cases), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name: SimpleNamespace(**result) for name, result in json.loads(done.stdout.splitlines()[-1]).items()}

@@ -1,4 +1,5 @@
-"""Bad-input corpus over every command, driving the real CLI in subprocesses.
+"""Bad-input corpus over every command, driving the real CLI in a fresh process (one for the whole corpus;
+signals and timing cases get their own).
 
 Every case: exit 2 (bad input) or 1 (internal failure), one line on stderr naming the problem, no traceback,
 and the output directory's listing unchanged (no partial files).
@@ -14,6 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+
+from tests.conftest import run_cli_batch
 
 INPUT_SHAPE = (12, 12, 1)
 
@@ -73,7 +76,8 @@ def corpus(tmp_path_factory):
 COMPRESS_CASES = {
     "empty model": (["compress", "{root}/empty.keras", "--data", "{root}/calib.npz"], ["empty.keras"]),
     "truncated model": (["compress", "{root}/truncated.keras", "--data", "{root}/calib.npz"], ["truncated.keras"]),
-    "no candidate layer": (["compress", "{root}/lstm_only.keras", "--data", "{root}/sequences.npz"], ["no layer to compress"]),
+    "no candidate layer": (["compress", "{root}/lstm_only.keras", "--data", "{root}/sequences.npz"],
+                           ["no layer to compress"]),
     "two inputs of different sizes": (["compress", "{root}/two_inputs.keras", "--data", "{root}/calib.npz"],
                                       ["2 inputs", "single-input"]),
     "NaN weights": (["compress", "{root}/nan.keras", "--data", "{root}/calib.npz"], ["fc", "nan"]),
@@ -120,26 +124,32 @@ def _expand(args, root):
     return [a.format(root=root) for a in args]
 
 
-@pytest.mark.parametrize("case", sorted(COMPRESS_CASES))
-def test_compress_bad_input(corpus, case, tmp_path):
-    args, needles = COMPRESS_CASES[case]
-    args = _expand(args, corpus)
-    if "-o" not in args:
-        args += ["-o", str(tmp_path / "out")]
+@pytest.fixture(scope="module")
+def corpus_results(corpus, tmp_path_factory):
+    """Every case of both tables, run in one CLI process; the corpus listing before and after."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    cases = {}
+    for index, (case, (args, _)) in enumerate(sorted(COMPRESS_CASES.items())):
+        args = _expand(args, corpus)
+        cases[case] = args if "-o" in args else args + ["-o", str(outputs / str(index))]
+    cases.update({case: _expand(args, corpus) for case, (args, _) in OTHER_CASES.items()})
     before = listing(corpus)
-    result = cli(*args)
-    assert_one_line_error(result, *needles)
-    assert listing(corpus) == before
-    assert listing(tmp_path / "out") == []
+    return run_cli_batch(cases), before, listing(corpus), outputs
+
+
+@pytest.mark.parametrize("case", sorted(COMPRESS_CASES))
+def test_compress_bad_input(corpus_results, case):
+    results, before, after, outputs = corpus_results
+    assert_one_line_error(results[case], *COMPRESS_CASES[case][1])
+    assert after == before
+    assert listing(outputs) == []  # no case created its output directory
 
 
 @pytest.mark.parametrize("case", sorted(OTHER_CASES))
-def test_other_commands_bad_input(corpus, case):
-    args, needles = OTHER_CASES[case]
-    before = listing(corpus)
-    result = cli(*_expand(args, corpus))
-    assert_one_line_error(result, *needles)
-    assert listing(corpus) == before
+def test_other_commands_bad_input(corpus_results, case):
+    results, before, after, _ = corpus_results
+    assert_one_line_error(results[case], *OTHER_CASES[case][1])
+    assert after == before
 
 
 def test_unreachable_ssh_target_fails_fast(corpus, tmp_path):

@@ -7,6 +7,7 @@ import keras
 import pytest
 
 from edgecompress.factorize import registry
+from tests.conftest import run_cli_batch
 
 L = keras.layers
 
@@ -63,8 +64,10 @@ def _bad_files(tmp_path, good_path):
 
 
 def test_bad_model_files_exit_2_with_one_line(tmp_path, mixed_model_path):
-    for path in _bad_files(tmp_path, mixed_model_path):
-        result = run_cli("inspect", str(path))
+    paths = _bad_files(tmp_path, mixed_model_path)
+    results = run_cli_batch({str(path): ["inspect", str(path)] for path in paths})  # one process for all
+    for path in paths:
+        result = results[str(path)]
         assert result.returncode == 2, (path, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and str(path.name) in lines[0], (path, result.stderr)
