@@ -9,6 +9,22 @@ import pytest  # noqa: E402
 import edgecompress  # noqa: E402,F401  (registers our Keras layers)
 
 
+# The files that take longest (pytest --durations, 2 cores), run first: tests/run.sh hands whole files to two
+# workers in collection order, and one of these started last left the other worker idle for minutes.
+LONGEST_FILES_FIRST = (
+    "tests/select/test_allocate.py", "tests/test_distribute.py", "tests/zoo/test_applications.py",
+    "tests/test_demo.py", "tests/test_compress_sources.py", "tests/test_bad_inputs.py",
+    "tests/prune/test_prune_cli.py", "tests/test_compress.py", "tests/graph/test_saved_models.py",
+    "tests/factorize/test_seventh_method.py", "tests/test_finetune.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: index for index, path in enumerate(LONGEST_FILES_FIRST)}
+    root = config.rootpath
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))  # stable
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import keras
