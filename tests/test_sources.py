@@ -177,7 +177,7 @@ def test_preprocess_is_recorded_and_the_models_rescaling_named(stored):
 # --- bad data: one DataError naming the file and the fix -----------------------------------------------
 
 
-def bad(spec, *needles, **options):
+def check_bad(spec, *needles, **options):
     with pytest.raises(DataError) as raised:
         source = open_source(spec, **options)
         source.arrays()
@@ -189,53 +189,56 @@ def bad(spec, *needles, **options):
 
 
 def test_missing_empty_and_flat_folders(tmp_path, fashion):
-    bad(tmp_path / "nowhere", "nowhere: no such file or folder", "sub-folder")
-    bad(tmp_path / "nowhere.npz", "nowhere.npz: no such data file")
+    check_bad(tmp_path / "nowhere", "nowhere: no such file or folder", "sub-folder")
+    check_bad(tmp_path / "nowhere.npz", "nowhere.npz: no such data file")
     (tmp_path / "empty").mkdir()
-    bad(tmp_path / "empty", "empty: folder is empty", "CLASS")
+    check_bad(tmp_path / "empty", "empty: folder is empty", "CLASS")
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(png_bytes(fashion[0][0]))
-    bad(tmp_path / "flat", "flat: has images such as a.png directly in it", "sub-folder")
+    check_bad(tmp_path / "flat", "flat: has images such as a.png directly in it", "sub-folder")
 
 
 def test_unreadable_files_are_named(tmp_path, fashion):
     folder = write_folder(tmp_path / "f", fashion[0][:4], np.array([0, 1, 0, 1]))
     (folder / "class_1" / "notes.txt").write_text("shot on a phone")
-    bad(folder, str(folder / "class_1" / "notes.txt"), "not an image file", "remove it")
+    check_bad(folder, str(folder / "class_1" / "notes.txt"), "not an image file", "remove it")
     (folder / "class_1" / "notes.txt").unlink()
     (folder / "class_0" / "fake.png").write_text("not a png")
-    bad(folder, str(folder / "class_0" / "fake.png"), "not a readable image")
+    check_bad(folder, str(folder / "class_0" / "fake.png"), "not a readable image")
     (folder / "class_0" / "fake.png").write_bytes(png_bytes(fashion[0][5])[:60])  # header fine, pixels cut off
-    bad(folder, str(folder / "class_0" / "fake.png"), "cannot be decoded", "truncated or corrupt")
+    check_bad(folder, str(folder / "class_0" / "fake.png"), "cannot be decoded", "truncated or corrupt")
 
 
 def test_rgb_images_for_a_grayscale_model(tmp_path, fashion):
     folder = write_folder(tmp_path / "f", fashion[0][:3], np.array([0, 1, 1]))
     rgb = np.repeat(fashion[0][3][..., None], 3, axis=-1)
     (folder / "class_1" / "colour.png").write_bytes(png_bytes(rgb))
-    bad(folder, str(folder / "class_1" / "colour.png"), "RGB image but the model takes 1 channel",
+    check_bad(folder, str(folder / "class_1" / "colour.png"), "RGB image but the model takes 1 channel",
         "Image.convert('L')", input_shape=INPUT_SHAPE)
 
 
 def test_tfrecord_without_the_feature(stored):
-    bad(stored / "a.tfrecord", "no feature 'pixels' (found: image, label)", "--tfrecord-spec",
-        feature_spec="image=pixels")
-    bad(stored / "a.tfrecord", "no label feature 'y' (found: image, label)", feature_spec="label=y")
-    bad(stored / "raw.tfrec", "'image_raw' holds 784 raw values", "shape=HxWxC", feature_spec="image=image_raw")
-    bad(stored / "a.tfrecord", "TFRecord spec 'image': expected image=KEY,label=KEY", feature_spec="image")
+    check_bad(stored / "a.tfrecord", "no feature 'pixels' (found: image, label)", "--tfrecord-spec",
+              feature_spec="image=pixels")
+    check_bad(stored / "a.tfrecord", "no label feature 'y' (found: image, label)", feature_spec="label=y")
+    check_bad(stored / "raw.tfrec", "'image_raw' holds 784 raw values", "shape=HxWxC",
+              feature_spec="image=image_raw")
+    check_bad(stored / "a.tfrecord", "TFRecord spec 'image': expected image=KEY,label=KEY", feature_spec="image")
 
 
 def test_datasets_that_cannot_be_read_whole(reference):
     endless = tf.data.Dataset.from_tensor_slices(reference).batch(8).repeat()
-    bad(endless, "tf.data.Dataset: repeats forever", "limit")
+    check_bad(endless, "tf.data.Dataset: repeats forever", "limit")
     assert len(open_source(endless).arrays(limit=20)[0]) == 20
-    bad(tf.data.Dataset.from_tensor_slices((reference[0], reference[0])), "labels must be integer class indices")
-    bad(iter([]), "generator: yielded nothing")
+    check_bad(tf.data.Dataset.from_tensor_slices((reference[0], reference[0])),
+              "labels must be integer class indices")
+    check_bad(iter([]), "generator: yielded nothing")
 
 
 def test_unknown_preprocess_lists_the_choices(stored):
-    message = bad(stored / "folder", "unknown preprocess 'imagenet'", preprocess="imagenet")
+    message = check_bad(stored / "folder", "unknown preprocess 'imagenet'", preprocess="imagenet")
     assert all(name in message for name in PREPROCESS)
     with pytest.raises(DataError, match="scale-1-1"):
         check_preprocess("scale")
-    bad(stored / "folder", "imagenet-caffe needs RGB inputs (3 channels), these have 1", preprocess="imagenet-caffe")
+    check_bad(stored / "folder", "imagenet-caffe needs RGB inputs (3 channels), these have 1",
+              preprocess="imagenet-caffe")
