@@ -311,6 +311,8 @@ def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: Com
     ratios = AUTO_PRUNE_RATIOS if config.prune == "auto" else (config.prune,)
     reference_pct = top1_pct(folded, x, y) if budget and budget.kind == "accuracy-drop" else None
     best, judged, last_error = None, {}, None
+    # without labels the candidates are judged against the original's top-1, predicted once
+    reference_top1 = np.argmax(folded.predict(x, verbose=0), axis=-1) if len(ratios) > 1 and y is None else None
     for ratio in ratios:
         pruned = pruner.by_ratio(ratio) if ratio else pruner.pruned(set())
         inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
@@ -327,7 +329,7 @@ def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: Com
         layers = fbp.pruned_layer_plans(describe(folded), pruned, {layer.name: layer for layer in inner_plan.layers})
         stats.update(budget_after_pruning=inner_plan.budget, prune_ratio=ratio)
         if len(ratios) > 1:
-            judged[ratio] = _judged_fidelity_pct(compressed, folded, x, y, recovery, config.seed)
+            judged[ratio] = _judged_fidelity_pct(compressed, reference_top1, x, y, recovery, config.seed)
             if progress:
                 progress(f"prune {ratio:g} then factorize: judged {judged[ratio]:.2f}%", len(judged), len(ratios))
         if best is None or judged.get(ratio, 0.0) > judged[best[3]["prune_ratio"]]:
@@ -339,13 +341,12 @@ def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: Com
     return best
 
 
-def _judged_fidelity_pct(model: keras.Model, original: keras.Model, x, y, recovery, seed: int) -> float:
+def _judged_fidelity_pct(model: keras.Model, reference_top1: np.ndarray | None, x, y, recovery, seed: int) -> float:
     """Top-1 (%) on the labelled calibration data (after a brief fine-tune with fine-tuning data), or without
-    labels the share (%) of calibration inputs where the model's top-1 is the original's."""
+    labels the share (%) of calibration inputs where the model's top-1 is the original's (`reference_top1`)."""
     if y is not None:
         return judge_accuracy_pct(model, x, y, recovery, seed)
-    reference = np.argmax(original.predict(x, verbose=0), axis=-1)
-    return 100.0 * float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == reference))
+    return 100.0 * float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == reference_top1))
 
 
 def _budget_after_pruning(budget, folded: keras.Model, pruned: Pruned, table) -> tuple[Any, float | None]:

@@ -101,7 +101,7 @@ def pruned_layer_plans(original: Sequence[LayerInfo], pruned: Pruned,
         if step is not None:
             reason = f"pruned; not factorized ({step.reason})" if shrunk and step.method is None else step.reason
             plan = LayerPlan(info.name, info.kind, step.method, step.rank, step.similarity, info.params,
-                             step.params_after, info.flops, step.flops_after, reason)
+                             step.params_after, info.flops, step.flops_after, reason, notes=step.notes)
         else:
             now = after.get(info.name, info)
             reason = "pruned, not factorized" if shrunk else (
