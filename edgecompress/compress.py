@@ -41,6 +41,7 @@ from edgecompress.select.capture import (
 )
 from edgecompress.select.overrides import resolve_overrides
 from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
+from edgecompress.select.reconstruct import reconstruct_block
 from edgecompress.select.search import DEFAULT_LEVELS, Point
 from edgecompress.select.selectors import (
     DECOMPOSITIONS,
@@ -70,6 +71,7 @@ class CompressConfig:
     metric: str = DEFAULT_METRIC
     decompose: str = "data-aware"             # fit blocks to the layer's outputs on calibration data, or "plain"
     capture: str = "sequential"               # refit each final block on the inputs the compressed prefix gives
+    reconstruct_steps: int = 0                # Adam steps per final block on its samples (select/reconstruct.py)
     rule: str = "allocate"                    # "allocate" (greedy on the fronts) or "threshold" (one for all)
     loss: str = DEFAULT_LOSS                  # what the allocation minimises: "log" (sum -log s) or "linear"
     threshold: float = 0.95                   # per-layer similarity kept when there is no budget
@@ -201,6 +203,8 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
         if config.select == "fbp":
             raise ConfigError("--prune F prunes before factorizing; with --select fbp the budget sets the pruning")
     get_criterion(config.prune_criterion)
+    if not isinstance(config.reconstruct_steps, int) or config.reconstruct_steps < 0:
+        raise ConfigError(f"reconstruct steps must be a whole number >= 0 (0: off), got {config.reconstruct_steps!r}")
     if config.jobs is not None and (not isinstance(config.jobs, int) or config.jobs < 1):
         raise ConfigError(f"jobs must be a whole number >= 1, got {config.jobs!r}")
     if budget and budget.kind == "accuracy-drop" and y is None:
@@ -559,6 +563,13 @@ class CompressionRun:
         compressed = rebuild(self.folded, blocks)
         if sequential:
             finals = self._refit_on_prefixes(selector, chosen, factors_of, blocks, compressed)
+        elif self.config.reconstruct_steps:
+            for done, (name, point) in enumerate(chosen.items(), start=1):
+                similarity = self._reconstruct(selector, name, point, factors_of[name], blocks[name],
+                                               selector.scorers[name].samples.patches)
+                finals[name] = (finals[name][0], similarity or finals[name][1])
+                if self.progress:
+                    self.progress("reconstruct", done, len(chosen))
         self.stats["refits_kept"] = sum(s.refits_kept for s in selector.scorers.values())
         return compressed, finals
 
@@ -573,10 +584,29 @@ class CompressionRun:
             factors, similarity = scorer.refit_on(point.method, factors_of[name], inputs)
             for layer, refitted in zip(blocks[name], get(point.method).build(self.tasks[name].info, factors)):
                 layer.set_weights(refitted.get_weights())
+            if self.config.reconstruct_steps:
+                similarity = self._reconstruct(selector, name, point, factors, blocks[name], inputs) or similarity
             finals[name] = (tuple(factors.rank), similarity)
             if self.progress:
-                self.progress("refit on the compressed prefix", done, len(chosen))
+                stage = "refit and reconstruct" if self.config.reconstruct_steps else "refit"
+                self.progress(f"{stage} on the compressed prefix", done, len(chosen))
         return finals
+
+    def _reconstruct(self, selector: Selector, name: str, point: Point, factors, layers: list,
+                     inputs: np.ndarray) -> float | None:
+        """Local reconstruction of one final block (written into `layers` where it scores higher on held-out
+        samples); its similarity on `inputs` then, else None."""
+        started = time.perf_counter()
+        scorer = selector.scorers[name]
+        done = reconstruct_block(point.method, scorer.patch_info, factors, inputs, scorer.samples.outputs,
+                                 scorer.samples.activation, scorer.metric, self.config.reconstruct_steps,
+                                 self.config.seed)
+        if done.kept:
+            for layer, weights in zip(layers, done.weights):
+                layer.set_weights(weights)
+        self.stats["reconstructions_kept"] = self.stats.get("reconstructions_kept", 0) + done.kept
+        self.stats["reconstruct_s"] = self.stats.get("reconstruct_s", 0.0) + time.perf_counter() - started
+        return done.similarity
 
     def _blocks(self, factors_of: Mapping[str, Any]) -> dict[str, list]:
         return {name: get(factors.method).build(self.tasks[name].info, factors) for name, factors in factors_of.items()}
@@ -602,6 +632,9 @@ class CompressionRun:
         data = self.budget.to_json() if self.budget else {"text": None, "kind": None, "value": None, "target": None}
         data.update(select=config.select, methods=self.methods, metric=config.metric, decompose=config.decompose,
                     capture=config.capture, achieved=achieved_fractions(layers))
+        if config.reconstruct_steps:
+            data.update(reconstruct_steps=config.reconstruct_steps,
+                        reconstructions_kept=self.stats.get("reconstructions_kept", 0))
         data["rule"] = config.rule if config.select == "similarity" else None
         data["loss"] = config.loss if config.select == "similarity" and config.rule == "allocate" else None
         if self.budget is None:

@@ -102,6 +102,8 @@ COMPRESS_CASES = {
                           "--prune", "0.3"], ["--prune"]),
     "unknown prune criterion": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--select", "fbp",
                                  "--prune-criterion", "nope"], ["criterion", "nope"]),
+    "negative reconstruct steps": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--reconstruct",
+                                    "-1"], ["reconstruct", "-1"]),
     "fbp budget out of reach": (["compress", "{root}/good.keras", "--data", "{root}/calib.npz", "--select", "fbp",
                                  "--budget", "params=0.001"], ["cannot reach"]),
 }

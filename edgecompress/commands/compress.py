@@ -68,6 +68,10 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--capture", default="sequential",
                        help="sequential (default): refit each final block on the inputs the already compressed "
                             "layers before it produce; independent: on the original model's inputs")
+    group.add_argument("--reconstruct", type=int, default=0, metavar="STEPS",
+                       help="after the closed-form fit, train each chosen block alone for STEPS Adam steps to "
+                            "match the layer's outputs on --data (labels not needed; kept only where it scores "
+                            "higher on held-out samples). Default 0: off")
     group.add_argument("--rule", default="allocate", choices=("allocate", "threshold"),
                        help="meet the budget by greedy allocation on the fronts or one similarity threshold")
     group.add_argument("--threshold", type=float, default=0.95, help="per-layer similarity without --budget")
@@ -150,7 +154,8 @@ def build_config(args):
     budget = parse_budget(args.budget)
     return CompressConfig(methods=args.methods, select=args.select, budget=budget,
                           metric=args.metric or DEFAULT_METRIC, decompose=args.decompose,
-                          capture=args.capture, rule=args.rule, threshold=args.threshold,
+                          capture=args.capture, reconstruct_steps=args.reconstruct, rule=args.rule,
+                          threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
                           latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed,
@@ -258,7 +263,13 @@ def _summary(compressed, out_dir: Path) -> str:
             f"dense {100 * plan.cut('dense'):.1f}%, FLOPs {100 * flops_cut:.1f}%; "
             + (f"pruning {stats['prune_s']:.1f}s" if plan.budget.get("select") == "fbp" else
                f"capture {stats.get('capture_s', 0):.1f}s, search {stats.get('search_s', 0):.1f}s")
-            + _finetune_text(stats) + _latency_line(plan))
+            + _reconstruct_text(stats) + _finetune_text(stats) + _latency_line(plan))
+
+
+def _reconstruct_text(stats: dict) -> str:
+    if "reconstruct_s" not in stats:
+        return ""
+    return f", reconstruction {stats['reconstruct_s']:.1f}s ({stats['reconstructions_kept']} blocks kept it)"
 
 
 def _finetune_text(stats: dict) -> str:

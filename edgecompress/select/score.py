@@ -23,6 +23,9 @@ from edgecompress.select.factorcache import FactorCache
 from edgecompress.select.similarity import Metric
 
 PROBE_BATCH = 2048
+# With refit on, the search scores each candidate after its output-factor refit (the block that would be deployed),
+# not the bare decomposition: bench/results/search_refit.md (python bench/search_refit.py) measured it.
+SEARCH_REFIT = True
 
 
 def patch_info(info: LayerInfo, samples: LayerSamples) -> LayerInfo:
@@ -100,7 +103,8 @@ def refit_output_factor(method: str, info: LayerInfo, factors: Factors, inputs: 
 
 class LayerScorer:
     """Similarity of (method, rank) candidates for one layer, memoised; decompositions via a FactorCache.
-    With `refit`, the final factors get their output factor refitted on the samples when that scores higher."""
+    With `refit`, the output factor is refitted on the samples where that scores higher: for the final factors,
+    and (SEARCH_REFIT) for every candidate the search scores, so it ranks the blocks that will be deployed."""
 
     def __init__(self, info: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, samples: LayerSamples,
                  metric: Metric, cache: FactorCache | None = None, refit: bool = False):
@@ -110,6 +114,7 @@ class LayerScorer:
         self.cache = cache or FactorCache(info, kernel, bias)
         self.patch_info = patch_info(info, samples)
         self.kernel, self.bias, self.refit = kernel, bias, refit
+        self.search_refit = refit and SEARCH_REFIT
         self.refits_kept = 0
         self._memo: dict[tuple, float] = {}
 
@@ -121,7 +126,11 @@ class LayerScorer:
         """Similarity of the fast (search) decomposition at `rank`."""
         key = ("search", method, get(method).resolve(self.info, rank))
         if key not in self._memo:
-            self._memo[key] = self.score_factors(method, self.cache.search(method, rank))
+            factors = self.cache.search(method, rank)
+            if self.search_refit:
+                self._memo[key] = self._better_of_refit(method, factors, self.samples.patches)[1]
+            else:
+                self._memo[key] = self.score_factors(method, factors)
         return self._memo[key]
 
     def final(self, method: str, rank) -> tuple[Factors, float]:
@@ -135,14 +144,19 @@ class LayerScorer:
         """Refit the output factor on `inputs` (patches at the samples' positions) against the original outputs,
         and keep the refit only where it scores higher there; returns the factors and their similarity on
         `inputs`."""
+        factors, similarity, refitted = self._better_of_refit(method, factors, inputs)
+        self.refits_kept += refitted
+        return factors, similarity
+
+    def _better_of_refit(self, method: str, factors: Factors, inputs: np.ndarray) -> tuple[Factors, float, bool]:
+        """The factors or their refit on `inputs`, whichever scores higher there; its similarity; whether refitted."""
         similarity = self.score_factors(method, factors, inputs)
         refitted = refit_output_factor(method, self.info, factors, inputs, self.samples.patches, self.kernel,
                                        self.bias)
         refitted_similarity = self.score_factors(method, refitted, inputs) if refitted is not None else -np.inf
         if refitted_similarity > similarity:  # a refit that scores lower is not kept
-            self.refits_kept += 1
-            return refitted, refitted_similarity
-        return factors, similarity
+            return refitted, refitted_similarity, True
+        return factors, similarity, False
 
     def score_factors(self, method: str, factors: Factors, inputs: np.ndarray | None = None) -> float:
         """Similarity of the block's outputs on `inputs` (default: the captured patches) to the original's."""

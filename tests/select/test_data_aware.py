@@ -113,6 +113,24 @@ def test_the_refit_matches_a_full_rank_head_and_never_scores_lower(method):
         assert scorer.score_factors(method, refitted) >= 1 - 1e-4  # ridge 1e-4 relative on an exact head
 
 
+@pytest.mark.parametrize("method", REFITTING)
+def test_the_search_scores_the_refitted_block(method):
+    """With refit on, every searched rank scores max(bare, refitted) search factors (exactly: the same numpy
+    scoring); with refit off, the bare factors alone."""
+    kind = "dense" if get(method).pointwise_only else "conv2d"
+    info, samples, kernel, bias = layer_setup(method, kind)
+    rank = get(method).ranks(info)[0]
+    refitting = LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=True)
+    bare_factors = refitting.cache.search(method, rank)
+    refitted = refit_output_factor(method, info, bare_factors, samples.patches, samples.patches, kernel, bias)
+    bare = refitting.score_factors(method, bare_factors)
+    assert refitting.similarity(method, rank) == max(bare, refitting.score_factors(method, refitted))
+    assert refitting.similarity(method, rank) > bare  # the lowest rank leaves error the refit removes
+    assert refitting.refits_kept == 0  # counts the final blocks only
+    plain = LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=False)
+    assert plain.similarity(method, rank) == plain.score_factors(method, plain.cache.search(method, rank))
+
+
 @pytest.mark.parametrize("method", WHITENING)
 def test_dead_constant_and_padded_channels_and_few_samples_do_not_crash(method):
     """Half the channels dead, one constant, 'same' zero padding, 3 images of 3x3 positions (fewer samples than
