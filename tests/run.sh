@@ -23,4 +23,4 @@ python3 -m pip install -q -e '.[test]'
 # pytest exits 5 when it collects nothing: that is a failure here too.
 export TF_ENABLE_ONEDNN_OPTS=0  # the strictest CPU kernels, as on ARM boards: no CPU can hide a kernel gap
 # One worker per core, whole files per worker (module fixtures built once): 573 s -> 389 s on 2 cores.
-python3 -m pytest -q -n auto --dist loadfile "$@"
+python3 -m pytest -q -n auto --dist loadfile --durations=15 "$@"

@@ -23,9 +23,11 @@ from edgecompress.select.factorcache import FactorCache
 from edgecompress.select.similarity import Metric
 
 PROBE_BATCH = 2048
-# With refit on, the search scores each candidate after its output-factor refit (the block that would be deployed),
-# not the bare decomposition: bench/results/search_refit.md (python bench/search_refit.py) measured it.
-SEARCH_REFIT = True
+# Whether the search scores each candidate after its output-factor refit (the block that would be deployed) instead
+# of the bare decomposition. Measured not to pay (bench/results/search_refit.md, data_aware_hybrid.md): hybrid lost
+# 0.12 pt more on average over 24 rows without fine-tuning, single methods gained 0.2 pt, and the search took 1.5x
+# as long; the refit is fitted and scored on the same samples, so it flatters every candidate. Off by default.
+SEARCH_REFIT = False
 
 
 def patch_info(info: LayerInfo, samples: LayerSamples) -> LayerInfo:
@@ -104,17 +106,18 @@ def refit_output_factor(method: str, info: LayerInfo, factors: Factors, inputs: 
 class LayerScorer:
     """Similarity of (method, rank) candidates for one layer, memoised; decompositions via a FactorCache.
     With `refit`, the output factor is refitted on the samples where that scores higher: for the final factors,
-    and (SEARCH_REFIT) for every candidate the search scores, so it ranks the blocks that will be deployed."""
+    and with `search_refit` (default SEARCH_REFIT) for every candidate the search scores too."""
 
     def __init__(self, info: LayerInfo, kernel: np.ndarray, bias: np.ndarray | None, samples: LayerSamples,
-                 metric: Metric, cache: FactorCache | None = None, refit: bool = False):
+                 metric: Metric, cache: FactorCache | None = None, refit: bool = False,
+                 search_refit: bool | None = None):
         self.info = info
         self.samples = samples
         self.metric = metric
         self.cache = cache or FactorCache(info, kernel, bias)
         self.patch_info = patch_info(info, samples)
         self.kernel, self.bias, self.refit = kernel, bias, refit
-        self.search_refit = refit and SEARCH_REFIT
+        self.search_refit = refit and (SEARCH_REFIT if search_refit is None else search_refit)
         self.refits_kept = 0
         self._memo: dict[tuple, float] = {}
 

@@ -114,21 +114,22 @@ def test_the_refit_matches_a_full_rank_head_and_never_scores_lower(method):
 
 
 @pytest.mark.parametrize("method", REFITTING)
-def test_the_search_scores_the_refitted_block(method):
-    """With refit on, every searched rank scores max(bare, refitted) search factors (exactly: the same numpy
-    scoring); with refit off, the bare factors alone."""
+def test_the_search_can_score_the_refitted_block(method):
+    """With search_refit on, every searched rank scores max(bare, refitted) search factors (exactly: the same numpy
+    scoring); by default (score.SEARCH_REFIT, measured not to pay) and without refit, the bare factors alone."""
     kind = "dense" if get(method).pointwise_only else "conv2d"
     info, samples, kernel, bias = layer_setup(method, kind)
     rank = get(method).ranks(info)[0]
-    refitting = LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=True)
+    refitting = LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=True, search_refit=True)
     bare_factors = refitting.cache.search(method, rank)
     refitted = refit_output_factor(method, info, bare_factors, samples.patches, samples.patches, kernel, bias)
     bare = refitting.score_factors(method, bare_factors)
     assert refitting.similarity(method, rank) == max(bare, refitting.score_factors(method, refitted))
     assert refitting.similarity(method, rank) > bare  # the lowest rank leaves error the refit removes
     assert refitting.refits_kept == 0  # counts the final blocks only
-    plain = LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=False)
-    assert plain.similarity(method, rank) == plain.score_factors(method, plain.cache.search(method, rank))
+    for scorer in (LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=True),
+                   LayerScorer(info, kernel, bias, samples, get_metric("cosine"), refit=False)):
+        assert scorer.similarity(method, rank) == bare
 
 
 @pytest.mark.parametrize("method", WHITENING)
