@@ -288,6 +288,7 @@ def markdown(rows: list[dict], args, header: list[str], minutes: float) -> str:
                   + ("" if list(args.selections) == list(SELECTIONS) else f" --selections {','.join(args.selections)}")
                   + (f" --prune {args.prune} --prune-criterion {args.prune_criterion}"
                      if set(args.selections) & set(PRUNING_ROWS) else "")
+                  + (f" --reconstruct {args.reconstruct}" if getattr(args, "reconstruct", 0) else "")
                   + (f" --out {args.out}" if args.out != RESULTS / "paper_table" else "") + "`"]
     return "\n".join(lines) + "\n"
 
