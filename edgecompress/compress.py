@@ -567,7 +567,8 @@ class CompressionRun:
             for done, (name, point) in enumerate(chosen.items(), start=1):
                 similarity = self._reconstruct(selector, name, point, factors_of[name], blocks[name],
                                                selector.scorers[name].samples.patches)
-                finals[name] = (finals[name][0], similarity or finals[name][1])
+                if similarity is not None:
+                    finals[name] = (finals[name][0], similarity)
                 if self.progress:
                     self.progress("reconstruct", done, len(chosen))
         self.stats["refits_kept"] = sum(s.refits_kept for s in selector.scorers.values())
@@ -585,7 +586,8 @@ class CompressionRun:
             for layer, refitted in zip(blocks[name], get(point.method).build(self.tasks[name].info, factors)):
                 layer.set_weights(refitted.get_weights())
             if self.config.reconstruct_steps:
-                similarity = self._reconstruct(selector, name, point, factors, blocks[name], inputs) or similarity
+                reconstructed = self._reconstruct(selector, name, point, factors, blocks[name], inputs)
+                similarity = similarity if reconstructed is None else reconstructed
             finals[name] = (tuple(factors.rank), similarity)
             if self.progress:
                 stage = "refit and reconstruct" if self.config.reconstruct_steps else "refit"

@@ -75,7 +75,6 @@ def reconstruct_block(method: str, patch_info: LayerInfo, factors: Factors, inpu
     rate = RELATIVE_LEARNING_RATE * float(weight_rms or 1.0)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(rate, steps)),
                   loss="mean_squared_error")
-    keras.utils.set_random_seed(seed)
     batches = (tf.data.Dataset.from_tensor_slices((shaped[train], np.asarray(outputs[train], np.float32)))
                .shuffle(len(train), seed=seed).repeat().batch(BATCH_SIZE))
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # shuffled above

@@ -24,7 +24,7 @@ from edgecompress.select.similarity import Metric
 
 PROBE_BATCH = 2048
 # Whether the search scores each candidate after its output-factor refit (the block that would be deployed) instead
-# of the bare decomposition. Measured not to pay (bench/results/search_refit.md, data_aware_hybrid.md): hybrid lost
+# of the bare decomposition. Measured not to pay (bench/results/search_refit.md, search_refit_hybrid.md): hybrid lost
 # 0.12 pt more on average over 24 rows without fine-tuning, single methods gained 0.2 pt, and the search took 1.5x
 # as long; the refit is fitted and scored on the same samples, so it flatters every candidate. Off by default.
 SEARCH_REFIT = False
