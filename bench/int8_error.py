@@ -30,24 +30,13 @@ from edgecompress import data, zoo  # noqa: E402
 from edgecompress.compress import CompressConfig, compress  # noqa: E402
 from edgecompress.lower import lower, merge  # noqa: E402
 from edgecompress.lower import tflite as tflite_export  # noqa: E402
+from edgecompress.lower.runtime import run_tflite  # noqa: E402
 from edgecompress.lower.trace import frozen_function  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EQUALIZE_SAMPLES = 200
 DENYLIST_SIZES = (1, 2, 4, 8)
 TIMING = dict(segments=5, min_runs=200, min_secs=0.5, max_secs=2.0)
-
-
-def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content)
-    entry, exit_ = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(entry["index"], (len(x),) + x.shape[1:])
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(entry["index"], x.astype(np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(exit_["index"])
 
 
 def int8_converter(lowered: keras.Model, calibration: np.ndarray):
