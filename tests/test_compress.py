@@ -131,6 +131,49 @@ def test_latency_budget_uses_the_targets_cost_table():
     assert any(layer.method for layer in result.plan.layers)
 
 
+class _WholeFlopsTable(_FlopsTable):
+    """_FlopsTable that also times whole models in context: 'latency' = the model's FLOPs / 1e6 + 0.05 ms."""
+
+    timed_models = 0
+
+    def model_ratios(self, original, candidates, calibration=None):
+        original_ms = _whole_flops_ms(original)
+        type(self).timed_models += len(candidates)
+        return [{"ratio": _whole_flops_ms(model) / original_ms, "original_ms": original_ms,
+                 "candidate_ms": _whole_flops_ms(model)} for model in candidates]
+
+
+def _whole_flops_ms(model) -> float:
+    from edgecompress.graph.layers import describe
+
+    return sum(info.flops for info in describe(model)) / 1e6 + 0.05
+
+
+def test_latency_budget_is_met_on_the_whole_model_where_the_table_times_it():
+    """The whole compressed model lands within 10% below the asked fraction of the original's (stand-in time),
+    whatever fraction of the searched layers' table latency that takes; plan.json says which was measured."""
+    _WholeFlopsTable.timed_models = 0
+    result = compress(trained_tiny_cnn(), calibration(128),
+                      CompressConfig(budget="latency=0.6@host", methods="tucker,svd", samples_per_layer=256,
+                                     cost_table=_WholeFlopsTable))
+    budget = result.plan.budget
+    assert budget["latency_measured_as"] == "whole model"
+    assert 0.9 * 0.6 <= budget["achieved"]["latency"] <= 0.6
+    whole_ratio = _whole_flops_ms(result.model) / _whole_flops_ms(trained_tiny_cnn())
+    assert budget["achieved"]["latency"] == pytest.approx(whole_ratio, rel=1e-6)  # the final model is the one timed
+    assert budget["latency_model_after_ms"] < budget["latency_model_before_ms"]
+    assert 1 <= budget["latency_plans_timed"] == _WholeFlopsTable.timed_models <= 6
+
+
+def test_a_latency_budget_no_whole_model_meets_says_what_is_reachable():
+    from edgecompress.errors import BudgetError
+
+    with pytest.raises(BudgetError, match=r"cheapest plan runs at 0\.\d+ of the original model's latency on host"):
+        compress(trained_tiny_cnn(), calibration(128),
+                 CompressConfig(budget="latency=0.01@host", methods="tucker,svd", samples_per_layer=256,
+                                cost_table=_WholeFlopsTable))
+
+
 def test_a_model_without_candidate_layers_is_a_clear_error():
     from edgecompress.errors import UnsupportedLayerError
 

@@ -1,10 +1,12 @@
 """Latency cost tables for the DSE's `latency=` budget and the latency guard: the measured p50 latency of a candidate
 block on a target (less the runner's fixed cost per invoke), cached per (target, runtime and version, threads,
-precision, block shape) in a JSON file so each shape is timed once; and the runtime's preferred channel multiple.
+precision, block shape) in a JSON file so each shape is timed once; the runtime's preferred channel multiple; and
+whole models timed in context against the original (`model_ratios`), which a latency budget is finally checked on.
 
     table = CostTable("rpi4")
     latency_ms = table.latency_ms([Conv2D(16, 1), Conv2D(16, 3, padding="same"), Conv2D(64, 1)], (32, 32, 64))
     many_ms = table.latency_many([(block_a, shape_a), (block_b, shape_b)])   # one runner call for all misses
+    table.model_ratios(original_model, [compressed_model])[0]["ratio"]     # whole models, interleaved
 """
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ from edgecompress.io import atomic_path
 CACHE_VERSION = 1
 DEFAULT_CACHE = Path("~/.cache/edgecompress/latency_cache.json")
 COST_SETTINGS = BenchSettings(threads=1, min_runs=20, min_secs=0.2, max_secs=10.0, warmup_runs=2, warmup_secs=0.05,
-                              segments=1, compare=False)
+                              segments=1, compare=False, alone_memory=False)
+# Whole models in context: the original and a candidate interleaved in 3 segments, so their ratio is paired.
+CONTEXT_SETTINGS = BenchSettings(threads=1, min_runs=30, min_secs=0.3, max_secs=6.0, warmup_runs=3, warmup_secs=0.1,
+                                 segments=3, compare=True, alone_memory=False)
 # The channel-tile probe: a 3x3 conv on a 16x16x64 map at output widths 4k and 4k+1 (k = 1..12). A runtime whose
 # kernels work on tiles of m output channels takes a step up in time just past multiples of m.
 TILE_PROBE_CHANNELS = tuple(c for k in range(1, 13) for c in (4 * k, 4 * k + 1))
@@ -107,6 +112,32 @@ class CostTable:
         blocks = [([keras.layers.Conv2D(c, 3, padding="same")], TILE_PROBE_INPUT_SHAPE) for c in TILE_PROBE_CHANNELS]
         return channel_tile(dict(zip(TILE_PROBE_CHANNELS, self.timed_ms(blocks))))
 
+    def model_ratios(self, original: Any, candidates: Sequence[Any], calibration: Any = None) -> list[dict]:
+        """Each candidate whole model timed in context against `original` on the target, as `edgecompress
+        export` would ship them (lowered, converted at this table's precision; int8 calibrated on
+        `calibration`): {"ratio": candidate p50 / original p50 (paired, interleaved), "original_ms",
+        "candidate_ms"} per candidate. Cached by the files' bytes, so a rerun of the same plan times nothing."""
+        with tempfile.TemporaryDirectory(prefix="edgecompress-context-") as scratch:
+            files = [model_file(model, Path(scratch) / f"model{i}.tflite", self.precision, calibration)
+                     for i, model in enumerate([original, *candidates])]
+            keys = [f"{self.key(files[0], None)}|vs|{block_key(path, None)}" for path in files[1:]]
+            cache = load_cache(self.cache_path)
+            missing = [(key, path) for key, path in zip(keys, files[1:]) if key not in cache]
+            if missing:
+                cache = {**load_cache(self.cache_path), **self._measure_in_context(files[0], dict(missing))}
+                save_cache(self.cache_path, cache)
+        return [cache[key] for key in keys]
+
+    def _measure_in_context(self, original: Path, candidates: dict[str, Path]) -> dict[str, dict]:
+        from edgecompress.bench.api import run
+
+        result = run([original, *candidates.values()], target=self.target, settings=CONTEXT_SETTINGS)
+        original_ms = result.models[0]["latency_ms"]["p50"]
+        return {key: {"ratio": 1.0 / comparison["speedup"], "original_ms": original_ms,
+                      "candidate_ms": model["latency_ms"]["p50"], "target": self.target.name,
+                      "runtime": self.runtime}
+                for key, model, comparison in zip(candidates, result.models[1:], result.comparisons)}
+
     def _measure(self, blocks: dict[str, tuple[Block, Sequence[int] | None]]) -> dict[str, dict]:
         from edgecompress.bench.api import run
 
@@ -159,15 +190,23 @@ def block_file(block: Block, input_shape: Sequence[int] | None, path: Path, prec
     import keras
     import numpy as np
 
-    from edgecompress.lower import convert, lower
-
     inputs = keras.Input(shape=tuple(input_shape))
     outputs = inputs
     for layer in _layers_of(block):
         outputs = type(layer).from_config(layer.get_config())(outputs)  # fresh copies: the caller's stay unbuilt
     calibration = np.random.default_rng(0).standard_normal((16, *input_shape)).astype(np.float32)
-    lowered, _ = lower(keras.Model(inputs, outputs), "tflite", calibration if precision == "int8" else None)
-    path.write_bytes(convert(lowered, "tflite", precision, calibration if precision == "int8" else None))
+    return model_file(keras.Model(inputs, outputs), path, precision, calibration)
+
+
+def model_file(model: Any, path: Path, precision: str = "fp32", calibration: Any = None) -> Path:
+    """A Keras model as a .tflite at `path`, lowered and converted as `edgecompress export` does."""
+    from edgecompress.lower import convert, lower
+
+    if precision == "int8" and calibration is None:
+        raise TargetError("an int8 cost table needs calibration data to convert whole models")
+    calibration = calibration if precision == "int8" else None
+    lowered, _ = lower(model, "tflite", calibration)
+    path.write_bytes(convert(lowered, "tflite", precision, calibration))
     return path
 
 

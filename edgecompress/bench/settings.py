@@ -16,6 +16,7 @@ class BenchSettings:
     outputs: bring back every sample's raw output (for parity checks such as bench/arm64_check.py).
     runtime: force one TFLite runtime ("ai_edge_litert", "tflite_runtime", "tensorflow") instead of the first found.
     compare: compute the paired speedups of models 2..N against model 1.
+    alone_memory: with several models, also each one's peak RSS in a process of its own (a child per model).
     """
 
     threads: int | None = 1
@@ -30,6 +31,7 @@ class BenchSettings:
     runtime: str | None = None
     compare: bool = True
     seed: int = 0
+    alone_memory: bool = True
 
     def runner_args(self) -> list[str]:
         """Command-line arguments for runner.py (model and data paths excluded)."""
@@ -40,6 +42,7 @@ class BenchSettings:
         optional = {"--threads": self.threads, "--max-samples": self.max_samples, "--runtime": self.runtime}
         args += [item for flag, value in optional.items() if value is not None for item in (flag, str(value))]
         args += ["--outputs"] if self.outputs else []
+        args += [] if self.alone_memory else ["--alone-memory", "off"]
         return args + ([] if self.compare else ["--no-compare"])
 
     def budget_s(self, model_count: int) -> float:

@@ -14,8 +14,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="the main job end to end on the built-in model and data",
         description="Compress the shipped edge CNN (Fashion-MNIST, 65 M MACs) by hybrid LRF to at most 0.35 of "
-                    "its layers' latency measured on this machine's runtime (every block timed), fine-tune once, "
-                    "export .tflite fp32/int8 and .onnx with audits, benchmark original vs compressed on the "
+                    "its latency measured on this machine's runtime (blocks priced, whole model checked), fine-tune "
+                    "once, export .tflite fp32/int8 and .onnx with audits, benchmark original vs compressed on the "
                     "host, and write DIR/report.md, report.json, plots, plan.json and the deployable files.")
     parser.add_argument("-o", "--out", default="demo-out", help="output directory (default: demo-out)")
     add_latency_guard_arguments(parser)
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                         help="zoo model with shipped weights (default: edgecnn; lenet5, vgg, ... also ship)")
     parser.add_argument("--budget", default=DEMO_BUDGET,
                         help="compression budget (see compress --help); default: %(default)s, the compressed "
-                             "layers at most that fraction of their latency measured on this machine")
+                             "model at most that fraction of the original's latency measured on this machine")
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
                         help="one-shot fine-tuning epochs (default: %(default)s)")
     parser.add_argument("--data-source", default="auto", choices=["auto", "full", "embedded"],

@@ -5,6 +5,7 @@ Writes FILE and FILE.audit.json (both or neither) and prints the audit as a tabl
 from __future__ import annotations
 
 from itertools import groupby
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -29,6 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the .tflite/.onnx file to write")
     parser.add_argument("--samples", type=int, default=PARITY_SAMPLES,
                         help=f"samples of --data to check parity on (default {PARITY_SAMPLES})")
+    parser.add_argument("--time-layers", nargs="?", const="host", metavar="TARGET",
+                        help="also time each original layer (a factorized block's factors together) alone on "
+                             "TARGET (default host) at this precision, next to its FLOPs; .tflite only")
     parser.set_defaults(func=run)
 
 
@@ -36,12 +40,30 @@ def run(args) -> int:
     from edgecompress.lower import export
     from edgecompress.progress import progress_reporter
 
+    layer_costs = _layer_timer(args)
     with progress_reporter() as progress:
         artifact = export(args.model, args.output, to=args.to, precision=args.precision, data=args.data,
                           parity_samples=args.samples, progress=progress, preprocess=args.preprocess,
-                          feature_spec=args.tfrecord_spec)
+                          feature_spec=args.tfrecord_spec, layer_costs=layer_costs)
     print_audit(artifact.audit, str(artifact.path), str(artifact.audit_path))
     return 0
+
+
+def _layer_timer(args):
+    """For --time-layers: the timing function, its target asked for now (an unknown or unreachable one fails
+    before anything is converted)."""
+    if not args.time_layers:
+        return None
+    from edgecompress.errors import ConfigError
+
+    if (args.to or Path(args.output).suffix.lower().lstrip(".")) == "onnx":
+        raise ConfigError("--time-layers times .tflite layers on a TFLite runtime; export to .tflite to use it")
+    from edgecompress.bench.costtable import CostTable
+    from edgecompress.bench.layercosts import layer_costs
+
+    table = CostTable(args.time_layers, precision=args.precision)
+    table.runtime  # noqa: B018  (probes the target now)
+    return lambda model: layer_costs(model, table)
 
 
 def compact_ops(ops: list[str]) -> str:
@@ -53,17 +75,26 @@ def print_audit(audit: dict, path: str, audit_path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    costs = {row["layer"]: row for row in (audit.get("layer_costs") or {}).get("layers", [])}
     table = Table(title="ops per original layer")  # a title wraps at the table's width: the path goes above
-    for column in ("layer", "ops (execution order)", "count"):
-        table.add_column(column, justify="right" if column == "count" else "left")
+    columns = ("layer", "ops (execution order)", "count") + (("MFLOPs", "ms alone") if costs else ())
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("layer", "ops (execution order)") else "right")
     for row in audit["layers"]:
-        table.add_row(row["layer"], compact_ops(row["ops"]), str(len(row["ops"])))
+        cost = costs.get(row["layer"])
+        timing = (f"{cost['flops'] / 1e6:.2f}", f"{cost['ms']:.4f}") if cost else ("", "")
+        table.add_row(row["layer"], compact_ops(row["ops"]), str(len(row["ops"])), *(timing if costs else ()))
     table.add_section()
-    table.add_row("total", "", str(audit["op_total"]))
+    total = (f"{sum(c['flops'] for c in costs.values()) / 1e6:.2f}", f"{sum(c['ms'] for c in costs.values()):.4f}")
+    table.add_row("total", "", str(audit["op_total"]), *(total if costs else ()))
     console = Console(width=max(Console().width, 140))
     console.print(f"{path}: {audit['format']} {audit['precision']}", soft_wrap=True, highlight=False)
     console.print(table)
     console.print(summary_line(audit))
+    if costs:
+        timed = audit["layer_costs"]
+        console.print(f"ms alone: each layer timed as a model of its own on {timed['target']} ({timed['runtime']}, "
+                      f"{timed['precision']}, {timed['threads']} thread(s)), invoke overhead subtracted")
     for record in (r for r in audit["passes"] if r["changed"]):
         console.print(f"  pass {record['pass']}: {record['reason']} ({', '.join(record['where'])})")
     console.print(f"wrote {path} and {audit_path}")

@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -63,7 +64,7 @@ def convert(lowered: keras.Model, to: str, precision: str, calibration: np.ndarr
 
 def export(model, path, to: str | None = None, precision: str = "fp32", data=None,
            parity_samples: int = PARITY_SAMPLES, progress: Progress | None = None, preprocess: str = "none",
-           feature_spec: str | None = None) -> Artifact:
+           feature_spec: str | None = None, layer_costs: Callable[[keras.Model], dict] | None = None) -> Artifact:
     """Lower, convert, audit on the real runtime, then write FILE and FILE.audit.json (both or neither).
 
     Args:
@@ -73,6 +74,8 @@ def export(model, path, to: str | None = None, precision: str = "fp32", data=Non
             one sub-folder of images per class, TFRecords, a tf.data.Dataset or a DataSource (edgecompress.sources).
         progress: called as (stage, done, total) after each of lower, convert, audit (edgecompress.progress).
         preprocess, feature_spec: how `data` becomes model inputs (see edgecompress.sources.open_source).
+        layer_costs: called with the model; its result is the audit's "layer_costs" (edgecompress.bench.layercosts,
+            which lower cannot import: bench builds on lower).
     """
     from edgecompress import models
     from edgecompress.graph.rebuild import normalize
@@ -90,6 +93,9 @@ def export(model, path, to: str | None = None, precision: str = "fp32", data=Non
         content = convert(lowered, to, precision, x)
     with one_step(progress, "audit on the runtime"):
         audit = build_audit(model, lowered, records, content, to, precision, x, y, parity_samples)
+    if layer_costs is not None:
+        with one_step(progress, "time each layer alone"):
+            audit["layer_costs"] = layer_costs(model)
     audit["file"], audit["size_bytes"] = path.name, len(content)
     audit_path = path.with_name(path.name + ".audit.json")
     write_outputs(path, content, audit_path, audit)

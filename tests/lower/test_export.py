@@ -116,3 +116,35 @@ def test_cli_file_that_is_not_a_model_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "notes.keras" in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert leftovers(tmp_path) == ["notes.keras"]
+
+
+def test_cli_time_layers_puts_each_layers_time_next_to_its_flops(tmp_path, capsys):
+    """--time-layers: every compute layer, and the Tucker block on conv2 as one row of its three factors, timed
+    alone on the host; FLOPs are those the graph accounting gives the same layers (exact)."""
+    from edgecompress.graph.layers import describe
+
+    model = small_model()
+    model.save(tmp_path / "model.keras")
+    code = main(["export", str(tmp_path / "model.keras"), "-o", str(tmp_path / "model.tflite"), "--time-layers"])
+    out = capsys.readouterr().out
+    assert code == 0 and "ms alone" in out and "MFLOPs" in out
+    costs = json.loads((tmp_path / "model.tflite.audit.json").read_text())["layer_costs"]
+    assert costs["target"] == "host" and costs["precision"] == "fp32" and costs["threads"] == 1
+    rows = {row["layer"]: row for row in costs["layers"]}
+    assert list(rows) == ["conv1", "conv2", "logits"] and rows["conv2"]["factors"] == 3
+    flops = {}
+    for info in describe(model):
+        flops[info.name.split("_tucker")[0]] = flops.get(info.name.split("_tucker")[0], 0) + info.flops
+    assert all(rows[name]["flops"] == flops[name] and rows[name]["ms"] > 0 for name in rows)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--time-layers", "no-such-board"], "no-such-board"),
+    (["--to", "onnx", "--time-layers"], "--time-layers times .tflite layers"),
+])
+def test_cli_time_layers_bad_options_fail_first(tmp_path, capsys, arguments, message):
+    small_model().save(tmp_path / "model.keras")
+    code = main(["export", str(tmp_path / "model.keras"), "-o", str(tmp_path / "out.tflite"), *arguments])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert leftovers(tmp_path) == ["model.keras"]

@@ -141,3 +141,18 @@ def test_unknown_guard_target_is_one_line_before_any_capture(files, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no-such-board" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_latency_budget_is_measured_on_the_whole_model(files, tmp_path, capsys):
+    """On the host: the plan's whole model is timed against the original's, and the summary says so; a runtime on
+    which no plan reaches 0.9 of the original says what is reachable, in one line."""
+    rc = _compress(files, tmp_path / "out", "--budget", "latency=0.9@host")
+    out, err = capsys.readouterr()
+    if rc == 2:
+        assert "whole models timed" in err and "latency>=" in err and len(err.strip().splitlines()) == 1, err
+        return
+    assert rc == 0, err
+    budget = json.loads((tmp_path / "out" / "plan.json").read_text())["budget"]
+    assert budget["latency_measured_as"] == "whole model" and budget["achieved"]["latency"] <= 0.9
+    assert budget["latency_model_after_ms"] <= 0.9 * budget["latency_model_before_ms"]
+    assert "whole models interleaved" in out and "asked <= 0.9, measured" in out
