@@ -441,6 +441,7 @@ class CompressionRun:
             return None
         table = self.config.cost_table(target)
         self.stats["latency_runtime"] = table.runtime
+        self.stats["latency_precision"] = getattr(table, "precision", "fp32")
         return table
 
     def _capture(self):
@@ -658,7 +659,7 @@ class CompressionRun:
             table_fraction = self.stats["latency_after_ms"] / self.stats["latency_before_ms"]
             data["achieved"]["latency"] = round(self.stats.get("latency_measured", table_fraction), 6)
             data["latency_measured_as"] = "whole model" if "latency_measured" in self.stats else "layers timed alone"
-        for key in ("latency_guard", "latency_runtime", "rank_multiple", "latency_plans_timed"):
+        for key in ("latency_guard", "latency_runtime", "latency_precision", "rank_multiple", "latency_plans_timed"):
             if key in self.stats:
                 data[key] = self.stats[key]
         for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from pathlib import Path
 
 from edgecompress.errors import ConfigError, DataError
@@ -78,6 +79,9 @@ def _add_tuning_arguments(parser) -> None:
     group.add_argument("--layer", action="append", default=[], metavar="NAME=SPEC",
                        help="per-layer override, repeatable: NAME or re:PATTERN = skip | tucker,cp | tucker:0.25")
     add_latency_guard_arguments(group)
+    group.add_argument("--target-precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                       help="precision blocks and plans are timed at on --target (match the export you will ship: "
+                            "int8 kernels prefer other ranks and may not pay where fp32 does); default: %(default)s")
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
     group.add_argument("--jobs", type=int, default=None,
                        help="layers searched at once, in threads sharing the captured samples (default: the cores "
@@ -175,7 +179,9 @@ def _cost_table_if_needed(args, budget):
         return None
     from edgecompress.bench import CostTable
 
-    return CostTable
+    if args.target_precision == "fp32":
+        return CostTable
+    return functools.partial(CostTable, precision=args.target_precision)
 
 
 def _load_inputs(args, config):
@@ -284,19 +290,20 @@ def _latency_line(plan) -> str:
     """Asked vs measured on the target: the whole model timed in context where it was, else the searched
     layers, each block timed alone on the cost table."""
     budget = plan.budget
+    runtime = f"{budget.get('latency_runtime')} {budget.get('latency_precision', 'fp32')}"
     if budget.get("kind") == "latency" and "latency_model_before_ms" in budget:
         before, after = budget["latency_model_before_ms"], budget["latency_model_after_ms"]
-        return (f"\nlatency on {budget['target']} ({budget.get('latency_runtime')}, whole models interleaved, "
+        return (f"\nlatency on {budget['target']} ({runtime}, whole models interleaved, "
                 f"{budget.get('latency_plans_timed')} plans timed): asked <= {budget['value']:g}, measured "
                 f"{budget['achieved']['latency']:.2f} ({before:.3f} -> {after:.3f} ms); the searched layers timed "
                 f"alone: {budget['latency_after_ms'] / budget['latency_before_ms']:.2f}")
     if budget.get("kind") == "latency":
         before, after = budget["latency_before_ms"], budget["latency_after_ms"]
-        return (f"\nlatency on {budget['target']} ({budget.get('latency_runtime')}, layers timed alone): asked "
+        return (f"\nlatency on {budget['target']} ({runtime}, layers timed alone): asked "
                 f"<= {budget['value']:g}, measured {after / before:.2f} ({before:.3f} -> {after:.3f} ms)")
     if "latency_guard_before_ms" in budget:
         before, after = budget["latency_guard_before_ms"], budget["latency_guard_after_ms"]
-        return (f"\nguarded on {budget['latency_guard']} ({budget.get('latency_runtime')}, layers timed alone, "
+        return (f"\nguarded on {budget['latency_guard']} ({runtime}, layers timed alone, "
                 f"ranks on multiples of {budget.get('rank_multiple', 1)}): {before:.3f} -> {after:.3f} ms "
                 f"({before / after if after else 1:.2f}x)")
     return ""

@@ -156,3 +156,33 @@ def test_cli_latency_budget_is_measured_on_the_whole_model(files, tmp_path, caps
     assert budget["latency_measured_as"] == "whole model" and budget["achieved"]["latency"] <= 0.9
     assert budget["latency_model_after_ms"] <= 0.9 * budget["latency_model_before_ms"]
     assert "whole models interleaved" in out and "asked <= 0.9, measured" in out
+
+
+def test_target_precision_reaches_the_cost_table_and_the_plan():
+    """--target-precision int8 builds int8 cost tables (nothing timed here); the precision a table times at is
+    recorded in plan.json."""
+    from edgecompress.commands.compress import _cost_table_if_needed
+
+    args = SimpleNamespace(latency_guard="host", target_precision="int8")
+    assert _cost_table_if_needed(args, None)("host").precision == "int8"
+    assert _cost_table_if_needed(SimpleNamespace(latency_guard="host", target_precision="fp32"), None)(
+        "host").precision == "fp32"
+
+    class Int8StandIn(StandInTable):
+        precision = "int8"
+
+    config = CompressConfig(budget="params=0.7", latency_guard="stand-in", levels=TEST_LEVELS, samples_per_layer=256,
+                            cost_table=lambda target: Int8StandIn(target, ()))
+    assert compress(trained_tiny_cnn(), calibration(128), config).plan.budget["latency_precision"] == "int8"
+
+
+@pytest.mark.slow
+def test_cli_target_precision_int8_prices_blocks_in_int8(files, tmp_path, capsys):
+    """--target-precision int8: the guard's blocks, layers and channel probe are timed as int8 .tflite; plan.json
+    and the summary say so."""
+    assert _compress(files, tmp_path / "out", "--target-precision", "int8") == 0
+    out = capsys.readouterr().out
+    budget = json.loads((tmp_path / "out" / "plan.json").read_text())["budget"]
+    assert budget["latency_guard"] == "host" and budget["latency_precision"] == "int8"
+    assert budget["latency_guard_after_ms"] <= budget["latency_guard_before_ms"]
+    assert " int8, layers timed alone" in out
