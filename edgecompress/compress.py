@@ -86,9 +86,13 @@ class CompressConfig:
     finetune: FinetuneConfig | None = None
     latency_guard: str | None = None           # a target, e.g. "host": offer only blocks timed no slower there
     # target name -> its latency cost table (e.g. edgecompress.bench.CostTable: .target.name, .runtime,
-    # .latency_many(blocks), .channel_multiple()); needed by latency budgets and the latency guard. The CLI and
-    # the demo pass edgecompress.bench.CostTable and guard on "host" by default.
+    # .latency_many(blocks), .channel_multiple(), optionally .model_ratios(original, models, x)); needed by latency
+    # budgets and the latency guard. The CLI and the demo pass edgecompress.bench.CostTable and guard on "host".
     cost_table: Callable[[str], Any] | None = None
+    int8_faithful: bool = False                # hybrid leaves out int8-fragile methods (Method.int8_fragile): for
+                                               # plans shipped as full int8; implied by an int8 cost table's CLI
+    latency_in_context: bool = True            # a latency budget's plan timed whole against the original, where
+                                               # the cost table can (select/incontext.py); False: layers alone
     align_ranks: bool = True                   # with a cost table: offer ranks on the target's channel tile
     calibration_name: str = "calibration data"
     seed: int = 0
@@ -121,6 +125,16 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
     if not names:
         raise ConfigError("no methods given; use hybrid or a comma-separated list like tucker,svd")
     return names
+
+
+def _methods_for(config: CompressConfig) -> tuple[list[str], list[str]]:
+    """The methods to search, and those hybrid leaves out for int8-faithful plans (a named method is kept)."""
+    methods = parse_methods(config.methods)
+    is_hybrid = isinstance(config.methods, str) and config.methods.strip() == "hybrid"
+    if not (config.int8_faithful and is_hybrid):
+        return methods, []
+    fragile = [name for name in methods if get(name).int8_fragile]
+    return [name for name in methods if name not in fragile], fragile
 
 
 CALIBRATION_LIMIT = 4096  # samples taken from a tf.data.Dataset, an iterator or a folder
@@ -322,7 +336,8 @@ def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: Com
     for ratio in ratios:
         pruned = pruner.by_ratio(ratio) if ratio else pruner.pruned(set())
         inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
-        inner = dataclasses.replace(config, prune=None, budget=inner_budget)
+        # the restated latency budget counts the layers timed alone, as pruning's own latency budget does
+        inner = dataclasses.replace(config, prune=None, budget=inner_budget, latency_in_context=False)
         try:
             compressed, inner_plan, stats = _factorize(pruned.model, x, y, inner, recovery, progress, reference_pct)
         except BudgetError as error:
@@ -398,7 +413,7 @@ class CompressionRun:
     def __init__(self, model: keras.Model, x, y, config: CompressConfig, progress: Progress | None):
         self.original, self.x, self.y, self.config, self.progress = model, x, y, config, progress
         self.budget = budgets.parse_budget(config.budget)
-        self.methods = parse_methods(config.methods)
+        self.methods, self.left_out_for_int8 = _methods_for(config)
         _check_inputs(self.budget, y, config)
         self.folded, _ = fold_batchnorm(normalize(model))
         infos = [info for info in describe(self.folded) if info.kind is not None]
@@ -497,8 +512,13 @@ class CompressionRun:
         cheapest_ms = allocate.cheapest_total(selector.fronts, "latency")
         self.stats.update(latency_s=time.perf_counter() - started, latency_before_ms=original_ms,
                           latency_floor_fraction=cheapest_ms / original_ms)
-        if cheapest_ms > self.budget.value * original_ms and not hasattr(table, "model_ratios"):
+        if cheapest_ms > self.budget.value * original_ms and not self.in_context:
             raise budgets.unreachable(self.budget, cheapest_ms, original_ms, ",".join(self.methods))
+
+    @property
+    def in_context(self) -> bool:
+        """Whether a latency budget is checked on whole models (the config allows it and the table can)."""
+        return self.config.latency_in_context and hasattr(self.latency_table, "model_ratios")
 
     def measure_in_context(self, selector: Selector, chosen: Mapping[str, Point]) -> Mapping[str, float]:
         """The model of `chosen` (search factors: the final blocks have the same shapes) timed whole against the
@@ -648,6 +668,8 @@ class CompressionRun:
         data = self.budget.to_json() if self.budget else {"text": None, "kind": None, "value": None, "target": None}
         data.update(select=config.select, methods=self.methods, metric=config.metric, decompose=config.decompose,
                     capture=config.capture, achieved=achieved_fractions(layers))
+        if config.int8_faithful:
+            data["int8_faithful"] = {"left_out": self.left_out_for_int8}
         if config.reconstruct_steps:
             data.update(reconstruct_steps=config.reconstruct_steps,
                         reconstructions_kept=self.stats.get("reconstructions_kept", 0))
@@ -684,7 +706,7 @@ def _choose_within_latency(run: CompressionRun, selector: Selector) -> dict[str,
     (select.incontext) where the cost table can time whole models; else the searched layers' blocks, each
     timed alone, within that fraction of the layers' own latency."""
     before_ms = run.stats["latency_before_ms"]
-    if not hasattr(run.latency_table, "model_ratios"):
+    if not run.in_context:
         chosen = selector.choose("latency", run.budget.value * before_ms, 0)
     else:
         started = time.perf_counter()

@@ -67,12 +67,19 @@ def _selection_lines(summary: dict) -> list[str]:
     return ["", *lines] if lines else []
 
 
+def _methods_text(config: dict) -> str:
+    if config.get("int8_faithful") == "True":
+        return "hybrid methods without the int8-fragile ones (CP; `--all-methods` keeps them)"
+    return "hybrid methods"
+
+
 def markdown_report(summary: dict) -> str:
     data = summary["data"]
     lines = ["# edgecompress demo report", "",
              f"Model `{summary['config']['model']}` on Fashion-MNIST from **{data['source']}** ({data['train']} train / "
              f"{data['test']} test images, {data['calibration']} for calibration); budget "
-             f"`{summary['config']['budget']}`, hybrid methods, rank selection by feature-map similarity, one-shot "
+             f"`{summary['config']['budget']}`, {_methods_text(summary['config'])}, rank selection by feature-map "
+             "similarity, one-shot "
              f"fine-tuning for {summary['config']['epochs']} epoch(s).", *_selection_lines(summary), "",
              "## Summary", ""]
     lines += _summary_table(summary)

@@ -174,6 +174,22 @@ def test_a_latency_budget_no_whole_model_meets_says_what_is_reachable():
                                 cost_table=_WholeFlopsTable))
 
 
+def test_int8_faithful_hybrid_leaves_out_the_int8_fragile_methods():
+    """Every method the registry marks int8-fragile is left out of hybrid, and plan.json says which; a method
+    the user names is kept."""
+    from edgecompress import factorize
+
+    fragile = [name for name in factorize.available() if factorize.get(name).int8_fragile]
+    assert fragile == ["cp"]  # measured: bench/results/int8_methods.md
+    config = CompressConfig(budget="params=0.3", samples_per_layer=256, int8_faithful=True)
+    plan = compress(trained_tiny_cnn(), calibration(128), config).plan
+    assert plan.budget["int8_faithful"] == {"left_out": fragile}
+    assert not set(plan.budget["methods"]) & set(fragile)
+    assert any(layer.method for layer in plan.layers) and not any(layer.method in fragile for layer in plan.layers)
+    named = CompressConfig(budget="params=0.3", methods="cp,svd", samples_per_layer=256, int8_faithful=True)
+    assert compress(trained_tiny_cnn(), calibration(128), named).plan.budget["int8_faithful"] == {"left_out": []}
+
+
 def test_a_model_without_candidate_layers_is_a_clear_error():
     from edgecompress.errors import UnsupportedLayerError
 

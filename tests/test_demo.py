@@ -18,6 +18,8 @@ def test_quick_demo_writes_every_file(tmp_path):
     assert len(list(out.glob("*.png"))) >= 2 and all(p.stat().st_size > 1000 for p in out.glob("*.png"))
     plan = json.loads((out / "plan.json").read_text())
     assert plan["version"] == 1 and plan["layers"]
+    assert plan["budget"]["int8_faithful"]["left_out"] == ["cp"]  # the demo ships int8
+    assert not any(layer["method"] == "cp" for layer in plan["layers"])
     for name in ("model_fp32.tflite", "model_int8.tflite", "model.onnx"):
         audit = json.loads((out / f"{name}.audit.json").read_text())
         assert audit["builtin_only"] is True, name
@@ -52,3 +54,4 @@ def test_cli_defaults_are_the_demo_configs():
     config = DemoConfig()
     assert (config.budget, config.epochs, config.model, config.latency_guard) == (DEMO_BUDGET, DEMO_EPOCHS,
                                                                                  DEFAULT_MODEL, "host")
+    assert config.int8_faithful

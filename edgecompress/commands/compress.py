@@ -81,7 +81,11 @@ def _add_tuning_arguments(parser) -> None:
     add_latency_guard_arguments(group)
     group.add_argument("--target-precision", choices=("fp32", "fp16", "int8"), default="fp32",
                        help="precision blocks and plans are timed at on --target (match the export you will ship: "
-                            "int8 kernels prefer other ranks and may not pay where fp32 does); default: %(default)s")
+                            "int8 kernels prefer other ranks and may not pay where fp32 does; int8 implies "
+                            "--int8-faithful); default: %(default)s")
+    group.add_argument("--int8-faithful", action="store_true",
+                       help="for plans you will ship as full int8: hybrid leaves out methods whose blocks lose int8 "
+                            "fidelity (CP: 96.5%% int8 top-1 agreement against Tucker's 99.4%% on edgecnn)")
     group.add_argument("--memory-cap-mb", type=float, default=1024, help="memory for captured samples (MB)")
     group.add_argument("--jobs", type=int, default=None,
                        help="layers searched at once, in threads sharing the captured samples (default: the cores "
@@ -162,6 +166,7 @@ def build_config(args):
                           threshold=args.threshold,
                           layers=_overrides(args.layer), memory_cap_bytes=int(args.memory_cap_mb * 2 ** 20),
                           latency_guard=args.latency_guard, cost_table=_cost_table_if_needed(args, budget),
+                          int8_faithful=args.int8_faithful or args.target_precision == "int8",
                           finetune=finetune, calibration_name=str(args.data), seed=args.seed,
                           prune=args.prune, prune_criterion=args.prune_criterion, prune_refit=args.prune_refit,
                           jobs=_jobs(args.jobs))

@@ -61,6 +61,9 @@ class Method(ABC):
     # Each rank entry is the channel count of a feature map inside the block, so a runtime's channel tile applies
     # to it (ranks(layer, multiple)); False where ranks are internal, e.g. TT-matrix cores reshaped between ops.
     ranks_are_channels: bool = True
+    # The block loses full-int8 fidelity that the other methods keep (each intermediate map gets one per-tensor
+    # activation scale): hybrid leaves it out when asked for int8-faithful plans (CompressConfig.int8_faithful).
+    int8_fragile: bool = False
 
     # --- hooks ---------------------------------------------------------------------------------
     @abstractmethod

@@ -8,7 +8,7 @@ import pytest
 from edgecompress.compress import AUTO_PRUNE_RATIOS, CompressConfig, compress
 from edgecompress.finetune import top1_pct
 from tests.graph.architectures import resnet_style
-from tests.test_compress import _FlopsTable
+from tests.test_compress import _FlopsTable, _WholeFlopsTable
 
 BUDGETS = [None, "params=0.5", "flops=0.5", "accuracy-drop=50", "latency=0.6@host"]
 
@@ -50,6 +50,18 @@ def test_prune_then_factorize_meets_the_budget_on_the_original(model_and_data, b
     assert _achieved(plan, kind) <= float(value.split("@")[0]) + 1e-6
     assert plan.budget["prune"] == 0.2 and plan.pruning is not None
     assert any(layer.channels and layer.channels[1] < layer.channels[0] for layer in plan.layers)
+
+
+def test_prune_then_factorize_counts_a_latency_budget_on_the_layers_alone(model_and_data):
+    """After pruning, the restated latency budget is met as pruning meets it, on the layers timed alone: no whole
+    pruned model is timed against itself as if it were the original."""
+    model, x, y = model_and_data
+    _WholeFlopsTable.timed_models = 0
+    config = CompressConfig(prune=0.2, budget="latency=0.5@host", methods="tucker,svd", cost_table=_WholeFlopsTable,
+                            decompose="plain", capture="independent")
+    plan = compress(model, (x, y), config).plan
+    assert plan.budget["latency_measured_as"] == "layers timed alone" and plan.budget["achieved"]["latency"] <= 0.5
+    assert _WholeFlopsTable.timed_models == 0
 
 
 @pytest.mark.parametrize("labelled", [True, False])

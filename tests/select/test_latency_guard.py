@@ -186,3 +186,13 @@ def test_cli_target_precision_int8_prices_blocks_in_int8(files, tmp_path, capsys
     assert budget["latency_guard"] == "host" and budget["latency_precision"] == "int8"
     assert budget["latency_guard_after_ms"] <= budget["latency_guard_before_ms"]
     assert " int8, layers timed alone" in out
+
+
+def test_cli_int8_faithful_is_recorded(files, tmp_path):
+    """--int8-faithful (implied by --target-precision int8): hybrid without the int8-fragile methods."""
+    rc = cli.main(["compress", str(files / "tiny.keras"), "--data", str(files / "calib.npz"), "-o",
+                   str(tmp_path / "out"), "--budget", "params=0.5", "--memory-cap-mb", "64", "--no-latency-guard",
+                   "--int8-faithful"])
+    assert rc == 0
+    budget = json.loads((tmp_path / "out" / "plan.json").read_text())["budget"]
+    assert budget["int8_faithful"] == {"left_out": ["cp"]} and "cp" not in budget["methods"]
