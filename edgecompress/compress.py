@@ -18,32 +18,25 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 import numpy as np
 
+from edgecompress.config import CompressConfig
 from edgecompress.errors import BudgetError, ConfigError, UnsupportedLayerError
 from edgecompress.factorize import available, get
-from edgecompress.factorize.base import SEARCH_ITERATIONS
-from edgecompress.finetune import FinetuneConfig, brief_recovery_accuracy, finetune, top1_pct
+from edgecompress.finetune import FinetuneConfig, finetune, judge_accuracy_pct, top1_pct
 from edgecompress.graph.batchnorm import fold_batchnorm
 from edgecompress.graph.layers import describe
 from edgecompress.graph.rebuild import normalize, rebuild
 from edgecompress.graph.surgery import check_finite_weights, check_labels
 from edgecompress.progress import Progress
-from edgecompress.prune import Pruned, Pruner, check_ratio
-from edgecompress.prune.criteria import DEFAULT_CRITERION, get_criterion
-from edgecompress.select import allocate, budgets, fbp
-from edgecompress.select.allocate import DEFAULT_LOSS
+from edgecompress.prune.criteria import get_criterion
+from edgecompress.pruning import AUTO_PRUNE_RATIOS, check_prune, compress_pruning
+from edgecompress.select import allocate, budgets
 from edgecompress.select.baselines import DEFAULT_KNOBS
-from edgecompress.select.capture import (
-    DEFAULT_MEMORY_CAP_BYTES,
-    DEFAULT_SAMPLES_PER_LAYER,
-    MIN_SAMPLES_PER_LAYER,
-    capture,
-    check_calibration,
-)
+from edgecompress.select.capture import DEFAULT_MEMORY_CAP_BYTES, MIN_SAMPLES_PER_LAYER, capture, check_calibration
 from edgecompress.select.incontext import fit_in_context
 from edgecompress.select.overrides import resolve_overrides
 from edgecompress.select.plan import Plan, achieved_fractions, layer_plans
 from edgecompress.select.reconstruct import reconstruct_block
-from edgecompress.select.search import DEFAULT_LEVELS, Point
+from edgecompress.select.search import Point
 from edgecompress.select.selectors import (
     DECOMPOSITIONS,
     BaselineSelector,
@@ -53,54 +46,11 @@ from edgecompress.select.selectors import (
     make_scorers,
 )
 from edgecompress.select.sequential import CAPTURES, prefix_patches
-from edgecompress.select.similarity import DEFAULT_METRIC, get_metric
+from edgecompress.select.similarity import get_metric
 from edgecompress.select.tasks import LayerTask, make_tasks
 
 ACCURACY_SEARCH_STEPS = 7
 CONTEXT_CALIBRATION_SAMPLES = 64  # inputs an int8 cost table calibrates whole models on
-# --prune auto: the pruning fractions tried before factorizing (0: factorize only); the one whose compressed model
-# judges best on the calibration data is kept, the smaller fraction on a tie.
-AUTO_PRUNE_RATIOS = (0.0, 0.1, 0.2)
-
-
-@dataclass
-class CompressConfig:
-    """Everything `compress` can be told; `layers` overrides it per layer (see select/overrides.py)."""
-
-    methods: str | Sequence[str] = "hybrid"   # "hybrid" = all registered methods, or e.g. "tucker,svd"
-    select: str = "similarity"                # or a baseline: "vbmf", "energy", "uniform"
-    budget: str | budgets.Budget | None = None  # e.g. "params=0.15"; None: `threshold` (ours) / `knob` (baselines)
-    metric: str = DEFAULT_METRIC
-    decompose: str = "data-aware"             # fit blocks to the layer's outputs on calibration data, or "plain"
-    capture: str = "sequential"               # refit each final block on the inputs the compressed prefix gives
-    reconstruct_steps: int = 0                # Adam steps per final block on its samples (select/reconstruct.py)
-    rule: str = "allocate"                    # "allocate" (greedy on the fronts) or "threshold" (one for all)
-    loss: str = DEFAULT_LOSS                  # what the allocation minimises: "log" (sum -log s) or "linear"
-    threshold: float = 0.95                   # per-layer similarity kept when there is no budget
-    knob: float | None = None                 # a baseline's knob when there is no budget (None: its default)
-    layers: Mapping[str, Any] = field(default_factory=dict)
-    memory_cap_bytes: int = DEFAULT_MEMORY_CAP_BYTES
-    samples_per_layer: int = DEFAULT_SAMPLES_PER_LAYER
-    levels: Sequence[float] = DEFAULT_LEVELS
-    search_iterations: int = SEARCH_ITERATIONS
-    finetune: FinetuneConfig | None = None
-    latency_guard: str | None = None           # a target, e.g. "host": offer only blocks timed no slower there
-    # target name -> its latency cost table (e.g. edgecompress.bench.CostTable: .target.name, .runtime,
-    # .latency_many(blocks), .channel_multiple(), optionally .model_ratios(original, models, x)); needed by latency
-    # budgets and the latency guard. The CLI and the demo pass edgecompress.bench.CostTable and guard on "host".
-    cost_table: Callable[[str], Any] | None = None
-    int8_faithful: bool = False                # hybrid leaves out int8-fragile methods (Method.int8_fragile): for
-                                               # plans shipped as full int8; implied by an int8 cost table's CLI
-    latency_in_context: bool = True            # a latency budget's plan timed whole against the original, where
-                                               # the cost table can (select/incontext.py); False: layers alone
-    align_ranks: bool = True                   # with a cost table: offer ranks on the target's channel tile
-    calibration_name: str = "calibration data"
-    seed: int = 0
-    prune: float | str | None = None          # remove this fraction of the prunable channels, then factorize;
-                                              # "auto": the fraction in AUTO_PRUNE_RATIOS that judges best
-    prune_criterion: str = DEFAULT_CRITERION  # energy, l1 or l2 (edgecompress.prune.criteria)
-    prune_refit: bool = True                  # refit the layers reading pruned channels on the calibration data
-    jobs: int | None = None                   # layers searched at once, in threads; None: the cores available
 
 
 @dataclass
@@ -228,11 +178,6 @@ def _check_inputs(budget: budgets.Budget | None, y, config: CompressConfig) -> N
                           f"y=integer labels to the calibration .npz, or use a params= or flops= budget")
 
 
-def check_prune(prune: float | str) -> float | str:
-    """A pruning fraction in (0, 1), or "auto"."""
-    return prune if prune == "auto" else check_ratio(prune)
-
-
 def _check_reachable(budget, tasks, cheapest: int, methods: Sequence[str]) -> None:
     if budget and budget.kind in budgets.FRACTION_KINDS:
         original = sum(getattr(task.info, budget.kind) for task in tasks.values())
@@ -264,7 +209,8 @@ def compress(model: keras.Model, calibration, config: CompressConfig | None = No
         check_labels(model, first[1], "fine-tuning data")
         recovery = first if first[1] is not None else None
     if config.select == "fbp" or config.prune is not None:
-        compressed, plan, stats = _compress_pruning(model, x, y, config, recovery, progress)
+        _check_inputs(budgets.parse_budget(config.budget), y, config)
+        compressed, plan, stats = compress_pruning(model, x, y, config, recovery, progress, _factorize)
     else:
         compressed, plan, stats = _factorize(model, x, y, config, recovery, progress)
     if finetune_data is not None:
@@ -288,122 +234,6 @@ def _factorize(model: keras.Model, x, y, config: CompressConfig, recovery, progr
     compressed, finals = run.build(selector, choices)
     run.stats.update(choose_s=time.perf_counter() - started, evaluations=selector.evaluations)
     return compressed, run.plan(selector, choices, finals, compressed), run.stats
-
-
-def judge_accuracy_pct(model: keras.Model, x, y, recovery, seed: int) -> float:
-    """Top-1 (%) on the labelled calibration data; after a brief fine-tune when there is labelled fine-tuning
-    data (`recovery`)."""
-    if recovery is None:
-        return top1_pct(model, x, y)
-    return brief_recovery_accuracy(model, *recovery, x, y, seed=seed)
-
-
-def _compress_pruning(model: keras.Model, x, y, config: CompressConfig, recovery, progress
-                      ) -> tuple[keras.Model, Plan, dict]:
-    """--select fbp: prune to the budget. --prune F (or auto): prune, then factorize the rest under the budget
-    restated on the pruned model; the plan records both steps per layer, costs against the original."""
-    budget = budgets.parse_budget(config.budget)
-    _check_inputs(budget, y, config)
-    folded, _ = fold_batchnorm(normalize(model))
-    check_finite_weights(folded)
-    started, stats = time.perf_counter(), {}
-    pruner = Pruner(folded, config.prune_criterion, x, refit=config.prune_refit)
-    table = config.cost_table(budget.target) if budget and budget.kind == "latency" else None
-    if config.select == "fbp":
-        pruned = fbp.prune_for_budget(pruner, budget, lambda m: judge_accuracy_pct(m, x, y, recovery, config.seed),
-                                      table, stats)
-        layers = fbp.pruned_layer_plans(describe(folded), pruned)
-        compressed = pruned.model
-    else:
-        compressed, layers, pruned, stats = _prune_then_factorize(folded, pruner, x, y, config, budget, table,
-                                                                  recovery, progress)
-    stats.update(prune_s=time.perf_counter() - started, prune_criterion=config.prune_criterion)
-    record = _pruning_record(budget, config, layers, stats)
-    flops = [sum(info.flops for info in describe(m)) for m in (folded, compressed)]
-    return compressed, Plan(record, layers, *flops, pruning=pruned.to_json()), stats
-
-
-def _prune_then_factorize(folded: keras.Model, pruner: Pruner, x, y, config: CompressConfig, budget, table,
-                          recovery, progress) -> tuple[keras.Model, list, Pruned, dict]:
-    """--prune F: prune F of the channels, then factorize under the restated budget. --prune auto: do that for
-    each fraction in AUTO_PRUNE_RATIOS and keep the compressed model that judges best on the calibration data
-    (top-1 with labels, else top-1 agreement with the original), the smaller fraction on a tie."""
-    ratios = AUTO_PRUNE_RATIOS if config.prune == "auto" else (config.prune,)
-    reference_pct = top1_pct(folded, x, y) if budget and budget.kind == "accuracy-drop" else None
-    best, judged, last_error = None, {}, None
-    # without labels the candidates are judged against the original's top-1, predicted once
-    reference_top1 = np.argmax(folded.predict(x, verbose=0), axis=-1) if len(ratios) > 1 and y is None else None
-    for ratio in ratios:
-        pruned = pruner.by_ratio(ratio) if ratio else pruner.pruned(set())
-        inner_budget, before = _budget_after_pruning(budget, folded, pruned, table)
-        # the restated latency budget counts the layers timed alone, as pruning's own latency budget does
-        inner = dataclasses.replace(config, prune=None, budget=inner_budget, latency_in_context=False)
-        try:
-            compressed, inner_plan, stats = _factorize(pruned.model, x, y, inner, recovery, progress, reference_pct)
-        except BudgetError as error:
-            if len(ratios) == 1:
-                raise
-            last_error = error
-            continue
-        if budget and budget.kind == "latency":  # the factorized layers' ms against the original's
-            stats["latency_before_ms"] = before
-        layers = fbp.pruned_layer_plans(describe(folded), pruned, {layer.name: layer for layer in inner_plan.layers})
-        stats.update(budget_after_pruning=inner_plan.budget, prune_ratio=ratio)
-        if len(ratios) > 1:
-            judged[ratio] = _judged_fidelity_pct(compressed, reference_top1, x, y, recovery, config.seed)
-            if progress:
-                progress(f"prune {ratio:g} then factorize: judged {judged[ratio]:.2f}%", len(judged), len(ratios))
-        if best is None or judged.get(ratio, 0.0) > judged[best[3]["prune_ratio"]]:
-            best = (compressed, layers, pruned, stats)
-    if best is None:
-        raise last_error
-    if judged:
-        best[3]["prune_judged_pct"] = {f"{ratio:g}": round(pct, 4) for ratio, pct in judged.items()}
-    return best
-
-
-def _judged_fidelity_pct(model: keras.Model, reference_top1: np.ndarray | None, x, y, recovery, seed: int) -> float:
-    """Top-1 (%) on the labelled calibration data (after a brief fine-tune with fine-tuning data), or without
-    labels the share (%) of calibration inputs where the model's top-1 is the original's (`reference_top1`)."""
-    if y is not None:
-        return judge_accuracy_pct(model, x, y, recovery, seed)
-    return 100.0 * float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == reference_top1))
-
-
-def _budget_after_pruning(budget, folded: keras.Model, pruned: Pruned, table) -> tuple[Any, float | None]:
-    """The budget on the original, restated on the pruned model (accuracy-drop: unchanged), and the original's
-    cost in the budget's kind."""
-    if budget is None or budget.kind == "accuracy-drop":
-        return budget, None
-    if budget.kind == "latency":
-        before, after = (fbp.candidate_latency_ms(m, table) for m in (folded, pruned.model))
-    else:
-        before, after = (sum(getattr(i, budget.kind) for i in describe(m) if i.kind) for m in (folded, pruned.model))
-    return fbp.scaled_budget(budget, before, after), before
-
-
-def _pruning_record(budget, config: CompressConfig, layers, stats: dict) -> dict:
-    """plan.json's "budget" for a run that pruned: what was asked and what was achieved."""
-    data = budget.to_json() if budget else {"text": None, "kind": None, "value": None, "target": None}
-    data.update(select=config.select, prune=stats.get("prune_ratio", config.prune), criterion=config.prune_criterion,
-                achieved=achieved_fractions(layers))
-    if config.prune == "auto":
-        data.update(prune_asked="auto", prune_judged_pct=stats.get("prune_judged_pct"))
-    if config.select == "fbp" and budget is None:
-        data["prune"] = fbp.DEFAULT_RATIO
-    if "budget_after_pruning" in stats:
-        inner = stats["budget_after_pruning"]
-        data.update(factorization={key: inner.get(key) for key in ("text", "methods", "decompose", "capture",
-                                                                   "metric", "rule", "latency_guard",
-                                                                   "rank_multiple", "threshold")})
-    for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
-                "latency_after_ms"):
-        if key in stats:
-            data[key] = round(float(stats[key]), 6)
-    if "latency_after_ms" in stats and "latency_before_ms" in stats:
-        data["achieved"]["latency"] = round(stats["latency_after_ms"] / stats["latency_before_ms"], 6)
-        data["latency_measured_as"] = "layers timed alone"
-    return data
 
 
 class CompressionRun:
@@ -756,4 +586,5 @@ CHOOSERS: dict[str | None, Callable[[CompressionRun, Selector], dict[str, Point]
 }
 
 
-__all__ = ["CompressConfig", "Compressed", "CompressionRun", "FinetuneConfig", "compress", "parse_methods"]
+__all__ = ["AUTO_PRUNE_RATIOS", "CompressConfig", "Compressed", "CompressionRun", "FinetuneConfig", "check_prune",
+           "compress", "parse_methods"]

@@ -478,3 +478,11 @@ class _StreamedRun:
             return losses
         mean = self.strategy.reduce("MEAN", tf.constant(list(losses.values()), tf.float32), axis=None)
         return dict(zip(losses, (float(value) for value in mean.numpy())))
+
+
+def judge_accuracy_pct(model: keras.Model, x, y, recovery, seed: int) -> float:
+    """Top-1 (%) on the labelled calibration data; after a brief fine-tune when there is labelled fine-tuning
+    data (`recovery`)."""
+    if recovery is None:
+        return top1_pct(model, x, y)
+    return brief_recovery_accuracy(model, *recovery, x, y, seed=seed)
