@@ -547,7 +547,7 @@ def _choose_within_latency(run: CompressionRun, selector: Selector) -> dict[str,
         run.stats.update(latency_in_context_s=time.perf_counter() - started, latency_measured=fit.measured["ratio"],
                          latency_model_before_ms=fit.measured["original_ms"],
                          latency_model_after_ms=fit.measured["candidate_ms"], latency_table_fraction=fit.table_fraction,
-                         latency_plans_timed=len(set(f for f, _ in fit.tries)))
+                         latency_plans_timed=fit.plans_timed)
     run.stats["latency_after_ms"] = allocate.total_cost(chosen, "latency")
     return chosen
 

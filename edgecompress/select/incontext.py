@@ -22,12 +22,14 @@ MIN_STEP = 1e-3  # table fractions closer than this give the same plan
 @dataclass
 class LatencyFit:
     """The plan taken, the table fraction that chose it, its whole-model timing against the original
-    ({"ratio", "original_ms", "candidate_ms"}) and every (table fraction, whole-model fraction) tried."""
+    ({"ratio", "original_ms", "candidate_ms"}), every (table fraction, whole-model fraction) tried and how many
+    distinct plans were timed."""
 
     chosen: dict
     table_fraction: float
     measured: Mapping[str, float]
     tries: list[tuple[float, float]] = field(default_factory=list)
+    plans_timed: int = 0
 
 
 def fit_in_context(budget: Budget, floor_fraction: float, choose: Callable[[float], dict],
@@ -39,21 +41,26 @@ def fit_in_context(budget: Budget, floor_fraction: float, choose: Callable[[floa
     asked, aim = budget.value, budget.value * (1 - tolerance / 2)
     timed: dict[tuple, Mapping[str, float]] = {}
     tries: list[tuple[float, float]] = []
-    best: LatencyFit | None = None
-    low = high = None  # (table fraction, whole-model fraction) under / over the budget
-    fraction = min(max(asked, floor_fraction), 1.0)
-    while fraction is not None and len(timed) < max_plans and len(tries) < 4 * max_plans:
+
+    def attempt(fraction: float) -> tuple[dict, Mapping[str, float]]:
         chosen = choose(fraction)
         key = _plan_key(chosen)
         if key not in timed:
             timed[key] = measure(chosen)
             if progress:
                 progress("latency in context", len(timed), max_plans)
-        ratio = timed[key]["ratio"]
-        tries.append((fraction, ratio))
+        tries.append((fraction, timed[key]["ratio"]))
+        return chosen, timed[key]
+
+    best: LatencyFit | None = None
+    low = high = None  # (table fraction, whole-model fraction) under / over the budget
+    fraction = min(max(asked, floor_fraction), 1.0)
+    while fraction is not None and len(timed) < max_plans and len(tries) < 4 * max_plans:
+        chosen, measured = attempt(fraction)
+        ratio = measured["ratio"]
         if ratio <= asked:
             if best is None or ratio > best.measured["ratio"]:
-                best = LatencyFit(chosen, fraction, timed[key])
+                best = LatencyFit(chosen, fraction, measured)
             if ratio >= (1 - tolerance) * asked:
                 break
             low = (fraction, ratio)
@@ -63,8 +70,11 @@ def fit_in_context(budget: Budget, floor_fraction: float, choose: Callable[[floa
             high = (fraction, ratio)
         fraction = _next_fraction(fraction, ratio, aim, low, high, floor_fraction, tries)
     if best is None:  # every plan timed was over the budget: the cheapest one decides
-        return _cheapest(budget, floor_fraction, choose, measure, tries)
-    best.tries = tries
+        chosen, measured = attempt(floor_fraction)
+        if measured["ratio"] > asked:
+            raise unreachable_in_context(budget, measured["ratio"])
+        best = LatencyFit(chosen, floor_fraction, measured)
+    best.tries, best.plans_timed = tries, len(timed)
     return best
 
 
@@ -88,15 +98,6 @@ def _next_fraction(fraction: float, ratio: float, aim: float, low, high, floor_f
 def _secant(first: tuple[float, float], second: tuple[float, float], aim: float) -> float:
     (f1, m1), (f2, m2) = first, second
     return f2 + (aim - m2) * (f2 - f1) / (m2 - m1)
-
-
-def _cheapest(budget: Budget, floor_fraction: float, choose, measure, tries) -> LatencyFit:
-    chosen = choose(floor_fraction)
-    measured = measure(chosen)
-    tries.append((floor_fraction, measured["ratio"]))
-    if measured["ratio"] > budget.value:
-        raise unreachable_in_context(budget, measured["ratio"])
-    return LatencyFit(chosen, floor_fraction, measured, tries)
 
 
 def unreachable_in_context(budget: Budget, cheapest_ratio: float) -> BudgetError:
