@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from edgecompress.config import CompressConfig
-from edgecompress.errors import BudgetError, ConfigError, UnsupportedLayerError
+from edgecompress.errors import BudgetError, ConfigError, ExportError, UnsupportedLayerError
 from edgecompress.factorize import available, get
 from edgecompress.finetune import FinetuneConfig, finetune, judge_accuracy_pct, top1_pct
 from edgecompress.graph.batchnorm import fold_batchnorm
@@ -511,7 +511,8 @@ class CompressionRun:
             table_fraction = self.stats["latency_after_ms"] / self.stats["latency_before_ms"]
             data["achieved"]["latency"] = round(self.stats.get("latency_measured", table_fraction), 6)
             data["latency_measured_as"] = "whole model" if "latency_measured" in self.stats else "layers timed alone"
-        for key in ("latency_guard", "latency_runtime", "latency_precision", "rank_multiple", "latency_plans_timed"):
+        for key in ("latency_guard", "latency_runtime", "latency_precision", "rank_multiple", "latency_plans_timed",
+                    "latency_in_context_skipped"):
             if key in self.stats:
                 data[key] = self.stats[key]
         for key in ("accuracy_before", "accuracy_compressed", "params_fraction", "latency_before_ms",
@@ -536,18 +537,27 @@ def _choose_within_latency(run: CompressionRun, selector: Selector) -> dict[str,
     (select.incontext) where the cost table can time whole models; else the searched layers' blocks, each
     timed alone, within that fraction of the layers' own latency."""
     before_ms = run.stats["latency_before_ms"]
-    if not run.in_context:
-        chosen = selector.choose("latency", run.budget.value * before_ms, 0)
-    else:
+    chosen = None
+    if run.in_context:
         started = time.perf_counter()
-        fit = fit_in_context(run.budget, run.stats["latency_floor_fraction"],
-                             lambda fraction: selector.choose("latency", fraction * before_ms, 0),
-                             lambda plan: run.measure_in_context(selector, plan), progress=run.progress)
-        chosen = fit.chosen
-        run.stats.update(latency_in_context_s=time.perf_counter() - started, latency_measured=fit.measured["ratio"],
-                         latency_model_before_ms=fit.measured["original_ms"],
-                         latency_model_after_ms=fit.measured["candidate_ms"], latency_table_fraction=fit.table_fraction,
-                         latency_plans_timed=fit.plans_timed)
+        try:
+            fit = fit_in_context(run.budget, run.stats["latency_floor_fraction"],
+                                 lambda fraction: selector.choose("latency", fraction * before_ms, 0),
+                                 lambda plan: run.measure_in_context(selector, plan), progress=run.progress)
+        except ExportError as error:  # e.g. a layer TFLite cannot express outside the searched ones
+            run.stats["latency_in_context_skipped"] = f"the whole model does not convert to TFLite ({error})"
+        else:
+            chosen = fit.chosen
+            run.stats.update(latency_in_context_s=time.perf_counter() - started,
+                             latency_measured=fit.measured["ratio"],
+                             latency_model_before_ms=fit.measured["original_ms"],
+                             latency_model_after_ms=fit.measured["candidate_ms"],
+                             latency_table_fraction=fit.table_fraction, latency_plans_timed=fit.plans_timed)
+    if chosen is None:
+        if run.stats["latency_floor_fraction"] > run.budget.value:
+            raise budgets.unreachable(run.budget, run.stats["latency_floor_fraction"] * before_ms, before_ms,
+                                      ",".join(run.methods))
+        chosen = selector.choose("latency", run.budget.value * before_ms, 0)
     run.stats["latency_after_ms"] = allocate.total_cost(chosen, "latency")
     return chosen
 

@@ -165,6 +165,22 @@ def test_latency_budget_is_met_on_the_whole_model_where_the_table_times_it():
     assert 1 <= budget["latency_plans_timed"] == _WholeFlopsTable.timed_models <= 6
 
 
+class _UnconvertibleTable(_FlopsTable):
+    def model_ratios(self, original, candidates, calibration=None):
+        from edgecompress.errors import ExportError
+
+        raise ExportError("layer 'digamma' (Digamma) has no builtin TFLite op")
+
+
+def test_a_whole_model_that_does_not_convert_falls_back_to_the_layers_timed_alone():
+    result = compress(trained_tiny_cnn(), calibration(128),
+                      CompressConfig(budget="latency=0.5@host", methods="tucker,svd", samples_per_layer=256,
+                                     cost_table=_UnconvertibleTable))
+    budget = result.plan.budget
+    assert budget["latency_measured_as"] == "layers timed alone" and budget["achieved"]["latency"] <= 0.5
+    assert "digamma" in budget["latency_in_context_skipped"]
+
+
 def test_a_latency_budget_no_whole_model_meets_says_what_is_reachable():
     from edgecompress.errors import BudgetError
 

@@ -304,8 +304,10 @@ def _latency_line(plan) -> str:
                 f"alone: {budget['latency_after_ms'] / budget['latency_before_ms']:.2f}")
     if budget.get("kind") == "latency":
         before, after = budget["latency_before_ms"], budget["latency_after_ms"]
+        skipped = f"; not timed whole: {budget['latency_in_context_skipped']}" \
+            if "latency_in_context_skipped" in budget else ""
         return (f"\nlatency on {budget['target']} ({runtime}, layers timed alone): asked "
-                f"<= {budget['value']:g}, measured {after / before:.2f} ({before:.3f} -> {after:.3f} ms)")
+                f"<= {budget['value']:g}, measured {after / before:.2f} ({before:.3f} -> {after:.3f} ms){skipped}")
     if "latency_guard_before_ms" in budget:
         before, after = budget["latency_guard_before_ms"], budget["latency_guard_after_ms"]
         return (f"\nguarded on {budget['latency_guard']} ({runtime}, layers timed alone, "
