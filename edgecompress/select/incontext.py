@@ -75,6 +75,8 @@ def fit_in_context(budget: Budget, floor_fraction: float, choose: Callable[[floa
             raise unreachable_in_context(budget, measured["ratio"])
         best = LatencyFit(chosen, floor_fraction, measured)
     best.tries, best.plans_timed = tries, len(timed)
+    if progress:  # done: fewer plans than the most allowed were needed
+        progress("latency in context", len(timed), len(timed))
     return best
 
 

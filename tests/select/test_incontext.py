@@ -52,11 +52,13 @@ def test_a_budget_every_plan_meets_takes_the_slowest_plan():
 
 
 def test_a_plan_timed_once_is_not_timed_again():
-    timed = []
+    timed, reported = [], []
 
     def measure(plan):
         timed.append(plan["layer"].rank)
         return affine(0.2, steps=4)(plan)
 
-    fit = fit_in_context(parse_budget("latency=0.5@host"), 0.25, lambda f: choose(f, steps=4), measure)
+    fit = fit_in_context(parse_budget("latency=0.5@host"), 0.25, lambda f: choose(f, steps=4), measure,
+                         progress=lambda *line: reported.append(line))
     assert len(timed) == len(set(timed)) == fit.plans_timed and fit.measured["ratio"] <= 0.5
+    assert reported[-1] == ("latency in context", fit.plans_timed, fit.plans_timed)  # the last line says done
