@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgecompress import data, zoo  # noqa: E402
 from edgecompress.bench.costtable import CostTable  # noqa: E402
+from edgecompress.bench.layercosts import layer_groups  # noqa: E402
 from edgecompress.compress import CompressConfig, compress  # noqa: E402
 from edgecompress.graph.batchnorm import fold_batchnorm  # noqa: E402
 from edgecompress.graph.rebuild import normalize  # noqa: E402
-from edgecompress.lower.naming import block_original  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADER = ("| model | layer | method | rank | FLOPs before | FLOPs cut | ms before | ms after | speedup | "
@@ -36,11 +36,11 @@ def block_rows(name: str, budget: str | None, target: str) -> list[dict]:
     compressed = compress(model, (dataset.x_train, dataset.y_train), config)
     folded, _ = fold_batchnorm(normalize(model))
     replaced = [layer for layer in compressed.plan.layers if layer.method]
+    blocks = layer_groups(compressed.model)
     pairs = []
     for layer in replaced:
         shape = tuple(folded.get_layer(layer.name).input.shape[1:])
-        block = [piece for piece in compressed.model.layers if block_original(piece.name) == layer.name]
-        pairs += [([folded.get_layer(layer.name)], shape), (block, shape)]
+        pairs += [([folded.get_layer(layer.name)], shape), (blocks[layer.name], shape)]
     timed = CostTable(target).latency_many(pairs)
     rows = []
     for index, layer in enumerate(replaced):
